@@ -1,0 +1,133 @@
+"""Chapter 1: three classifiers of growing power on the same images.
+
+1. Linear softmax classifier: p(y | x) = softmax(W x + b). One weight per pixel per class:
+   784 * 10 + 10 = 7,850 parameters. It can only weigh pixels, not combine them.
+2. Multi-layer perceptron: hidden ReLU layers let it combine pixels into features.
+3. Convolutional network: shared local filters see strokes wherever they are (translation
+   equivariance), which is why it wins on images with far fewer weights per layer.
+
+Run:  python chapters/ch1_classifiers.py [--dataset fashion_mnist] [--epochs 10]
+Writes predictions (right and wrong per class), learning curves, the CNN's first-layer filters
+and feature maps, the models and metrics.json into outputs/ch1_classifiers/.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `common` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
+from common import figures  # noqa: E402
+from common.atomic import save_model  # noqa: E402
+from common.classifier import build_cnn_classifier  # noqa: E402
+from common.cli import make_parser, parse, run  # noqa: E402
+from common.data import load  # noqa: E402
+from common.pipeline import batches  # noqa: E402
+from common.results import write_metrics  # noqa: E402
+from common.training import fit, seed_everything  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+CHAPTER = "ch1_classifiers"
+VALIDATION_SHARE = 0.1  # the last 10% of the training images, held out for the curves
+
+
+def build_linear_model(num_pixels: int = 784, num_classes: int = 10) -> keras.Model:
+    """Input(784) -> Dense(10, softmax): 7,850 parameters, as in the material."""
+    return keras.Sequential([
+        keras.Input(shape=(num_pixels,)),
+        keras.layers.Dense(num_classes, activation="softmax", name="softmax"),
+    ], name="linear_model")
+
+
+def build_mlp(num_pixels: int = 784, num_classes: int = 10) -> keras.Model:
+    """Two hidden ReLU layers (256, 128) between the pixels and the softmax."""
+    return keras.Sequential([
+        keras.Input(shape=(num_pixels,)),
+        keras.layers.Dense(256, activation="relu", name="hidden_1"),
+        keras.layers.Dense(128, activation="relu", name="hidden_2"),
+        keras.layers.Dense(num_classes, activation="softmax", name="softmax"),
+    ], name="mlp")
+
+
+def build_models(image_shape=(28, 28, 1), num_classes: int = 10) -> dict[str, keras.Model]:
+    pixels = int(np.prod(image_shape))
+    return {"linear": build_linear_model(pixels, num_classes),
+            "mlp": build_mlp(pixels, num_classes),
+            "cnn": build_cnn_classifier(image_shape, num_classes)}
+
+
+def main(argv=None) -> int:
+    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=10, batch_size=128)
+    args = parse(parser, argv)
+    if args.summary:
+        for model in build_models().values():
+            model.summary()
+        return 0
+
+    start = time.perf_counter()
+    seed_everything(args.seed)
+    data = load(args.dataset, limit=args.limit)
+    print(data.describe())
+    models = build_models(data.image_shape, data.num_classes)
+    n_val = max(args.batch_size, int(len(data.x_train) * VALIDATION_SHARE))
+    x_fit, y_fit = data.x_train[:-n_val], data.y_train[:-n_val]
+    x_val, y_val = data.x_train[-n_val:], data.y_train[-n_val:]
+
+    results, histories = {}, {}
+    for key, model in models.items():
+        model.summary()
+        flat = key != "cnn"
+
+        def view(x, flat=flat):
+            return x.reshape(len(x), -1) if flat else x
+
+        model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        train = batches(view(x_fit), y_fit, batch_size=args.batch_size, seed=args.seed)
+        val = batches(view(x_val), y_val, batch_size=args.batch_size, shuffle=False,
+                      drop_remainder=False)
+        run_ = fit(model, train, validation=val, epochs=args.epochs,
+                   batch_size=args.batch_size, out=args.out, tag=key)
+        loss, accuracy = model.evaluate(view(data.x_test), data.y_test, verbose=0)
+        predicted = model.predict(view(data.x_test), verbose=0).argmax(axis=1)
+        print(f"{model.name}: test accuracy {accuracy:.4f} ({model.count_params():,} params)")
+        figures.prediction_grid(data.x_test, data.y_test, predicted, data.class_names,
+                                args.out / f"predictions_{key}.png",
+                                title=f"{model.name}, test accuracy {accuracy:.3f}")
+        save_model(model, args.out / f"{key}.keras")
+        histories[key] = run_.history
+        results[model.name] = {"test_accuracy": round(float(accuracy), 4),
+                               "test_loss": round(float(loss), 4),
+                               "params": model.count_params(),
+                               "train_images_per_s": round(run_.images_per_second or 0),
+                               "train_seconds": round(run_.wall_seconds, 1)}
+
+    figures.curves({f"{k} {s}": h[m] for k, h in histories.items()
+                    for s, m in (("train", "accuracy"), ("validation", "val_accuracy"))},
+                   args.out / "learning_curves.png", ylabel="accuracy",
+                   title=f"Accuracy per epoch on {data.name}")
+    _plot_cnn_filters(models["cnn"], data.x_test[:4], args.out / "cnn_filters.png")
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
+                  wall_seconds=time.perf_counter() - start, models=results)
+    print(f"Figures, models and metrics.json are in {args.out}/")
+    return 0
+
+
+def _plot_cnn_filters(cnn: keras.Model, images: np.ndarray, path: Path) -> None:
+    """The first conv layer's first 8 learned 3x3 filters and what they light up."""
+    layer = cnn.get_layer("conv_1")
+    maps = keras.Model(cnn.inputs, layer.output).predict(images, verbose=0)[..., :8]
+    kernels = layer.get_weights()[0][:, :, 0, :8]
+    figures.filters_and_maps(kernels, images, maps, path,
+                             filter_names=[f"filter {i}" for i in range(8)],
+                             title="CNN first layer: learned filters (left) and feature maps")
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -1,0 +1,139 @@
+"""Chapter 2: a dense autoencoder, and what it does with inputs it was never shown.
+
+An autoencoder is trained to copy its input through a bottleneck: x -> encoder -> z (16 numbers)
+-> decoder -> x_hat, minimising the squared error between x and x_hat. With 16 numbers for
+784 pixels it cannot copy; it must learn what typical images of its data have in common.
+
+Three experiments a learner should see:
+1. Reconstructions of test images: close, a little blurred.
+2. Inputs unlike the training data (another dataset's images, synthetic strokes): the decoder
+   can only produce what it learned, so it "sees" its own kind of image in them.
+3. The decoder alone, fed with made-up codes: codes drawn to match the statistics of real codes
+   decode to something image-like; codes from N(0, I) mostly do not, because nothing made the
+   autoencoder's code space follow a known distribution. The VAE (ch2_vae.py) fixes exactly this.
+
+Run:  python chapters/ch2_dense_autoencoder.py [--dataset fashion_mnist]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `common` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
+from common import figures, strokes  # noqa: E402
+from common.atomic import save_model  # noqa: E402
+from common.cli import epochs_for, make_parser, parse, run  # noqa: E402
+from common.data import load  # noqa: E402
+from common.errors import DataError  # noqa: E402
+from common.pipeline import batches  # noqa: E402
+from common.results import write_metrics  # noqa: E402
+from common.training import fit, seed_everything  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import layers  # noqa: E402
+
+CHAPTER = "ch2_dense_autoencoder"
+LATENT_DIM = 16
+IMAGES_TO_TRAIN = 600_000  # default budget: 10 epochs of 60,000 images
+
+
+def build_dense_autoencoder(pixels: int = 784) -> keras.Model:
+    """784 -> 256 -> 128 -> 16 (the code) -> 128 -> 256 -> 784 (sigmoid): 472,608 params."""
+    return keras.Sequential([
+        keras.Input(shape=(pixels,)),
+        layers.Dense(256, activation="relu", name="encoder_1"),
+        layers.Dense(128, activation="relu", name="encoder_2"),
+        layers.Dense(LATENT_DIM, activation="relu", name="latent"),
+        layers.Dense(128, activation="relu", name="decoder_1"),
+        layers.Dense(256, activation="relu", name="decoder_2"),
+        layers.Dense(pixels, activation="sigmoid", name="reconstruction"),
+    ], name="dense_autoencoder")
+
+
+def split(autoencoder: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """The trained encoder (input -> 'latent') and decoder ('decoder_1' onwards)."""
+    encoder = keras.Model(autoencoder.inputs, autoencoder.get_layer("latent").output)
+    code = keras.Input(shape=(LATENT_DIM,))
+    x = code
+    for name in ("decoder_1", "decoder_2", "reconstruction"):
+        x = autoencoder.get_layer(name)(x)
+    return encoder, keras.Model(code, x, name="decoder")
+
+
+def other_images(data, n: int) -> tuple[np.ndarray, str]:
+    """Images unlike the training set: the other MNIST-family set if it loads, else strokes."""
+    other = "mnist5k" if data.name == "fashion_mnist" else "fashion_mnist"
+    try:
+        x = load(other, flatten=True, limit=n).x_test
+        if x.shape[1] == data.x_train.shape[1]:
+            return x, other
+    except DataError:
+        pass
+    return strokes.make_strokes(n, seed=1)[0].reshape(n, -1), "strokes"
+
+
+def main(argv=None) -> int:
+    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128)
+    args = parse(parser, argv)
+    model = build_dense_autoencoder()
+    model.summary()
+    if args.summary:
+        return 0
+
+    start = time.perf_counter()
+    seed_everything(args.seed)
+    data = load(args.dataset, flatten=True, limit=args.limit)
+    print(data.describe())
+    if data.x_train.shape[1] != 784:
+        model = build_dense_autoencoder(data.x_train.shape[1])
+    args.epochs = epochs_for(args, len(data.x_train), images=IMAGES_TO_TRAIN)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    run_ = fit(model, batches(data.x_train, batch_size=args.batch_size, seed=args.seed,
+                              reconstruct=True),
+               epochs=args.epochs, batch_size=args.batch_size, out=args.out, tag=model.name)
+    encoder, decoder = split(model)
+    recon = model.predict(data.x_test, verbose=0)
+    mse = float(np.mean(np.square(recon - data.x_test)))
+    print(f"{model.name}: test MSE {mse:.4f} per pixel")
+
+    figures.image_grid(np.concatenate([data.x_test[:10], recon[:10]]),
+                       args.out / "reconstructions.png", ncols=10, row_labels=["input", "output"],
+                       suptitle=f"Test images through a {LATENT_DIM}-number bottleneck")
+    foreign, foreign_name = other_images(data, 10)
+    foreign_mse = float(np.mean(np.square(model.predict(foreign, verbose=0) - foreign)))
+    figures.image_grid(np.concatenate([foreign, model.predict(foreign, verbose=0)]),
+                       args.out / "unfamiliar_inputs.png", ncols=10,
+                       row_labels=["input", "output"],
+                       suptitle=f"Trained on {data.name}, shown {foreign_name}: it answers with "
+                                "what it knows")
+    codes = encoder.predict(data.x_test, verbose=0)
+    rng = np.random.default_rng(args.seed)
+    matched = rng.multivariate_normal(codes.mean(axis=0), np.cov(codes, rowvar=False), 10)
+    standard = rng.standard_normal((10, LATENT_DIM))
+    decoded = decoder.predict(np.concatenate([np.maximum(matched, 0), standard])
+                              .astype("float32"), verbose=0)
+    figures.image_grid(decoded, args.out / "decoder_from_codes.png", ncols=10,
+                       row_labels=["codes ~ fit\nto real", "codes ~\nN(0, I)"],
+                       suptitle="The decoder alone, fed with made-up codes")
+    figures.curves({"train MSE": run_.history["loss"]}, args.out / "loss_curve.png",
+                   title="Dense autoencoder training loss", ylabel="MSE per pixel")
+    save_model(model, args.out / "dense_autoencoder.keras")
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
+                  wall_seconds=time.perf_counter() - start,
+                  models={model.name: {"test_mse": round(mse, 5),
+                                       f"mse_on_{foreign_name}": round(foreign_mse, 5),
+                                       "params": model.count_params(),
+                                       "train_images_per_s": round(run_.images_per_second or 0),
+                                       "train_seconds": round(run_.wall_seconds, 1)}})
+    print(f"Figures, model and metrics.json are in {args.out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -1,0 +1,312 @@
+"""Chapter 2: from a convolutional autoencoder to the variational autoencoder (book form).
+
+Both models squeeze a 32x32 image through a 2-D code, so the latent space can be drawn.
+
+- The CNN autoencoder learns any code that reconstructs well. Nothing asks codes to be near 0
+  or the space between clusters to decode to anything sensible, so the 2-D codes spread over
+  a wide, uneven range and sampling from it is guesswork.
+- The VAE (Kingma & Welling 2014) makes the encoder output a Gaussian q(z|x) = N(mean,
+  exp(log_var)) instead of a point, samples z = mean + exp(log_var / 2) * eps with the
+  reparameterisation trick (a `Lambda` layer), and adds to the reconstruction error the KL
+  divergence to the prior N(0, I) (Kingma & Welling, appendix B):
+
+      KL = -1/2 * sum_j (1 + log_var_j - mean_j^2 - exp(log_var_j))
+
+  The KL term pulls every code towards the origin and keeps q wide, so the codes fill a compact
+  disc (about -4..4) and any point of N(0, I) decodes to a plausible image.
+
+The loss is `sum of squared pixel errors + kl_weight * KL` per image. The squared error is the
+negative log-likelihood of a Gaussian decoder with variance 1/2 (up to a constant), so
+kl_weight = 1 is the plain ELBO under that decoder. Raising kl_weight trades sharper
+reconstructions for a tighter, smoother latent (beta-VAE, Higgins et al. 2017); lowering it
+drifts back towards the plain autoencoder.
+
+Run:  python chapters/ch2_vae.py [--dataset fashion_mnist] [--kl-weight 1.0]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `common` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
+from common import figures  # noqa: E402
+from common.atomic import save_model  # noqa: E402
+from common.cli import epochs_for, make_parser, non_negative_float, parse, run  # noqa: E402
+from common.data import load  # noqa: E402
+from common.latent import latent_report, normal_grid, path_between, range_grid  # noqa: E402
+from common.pipeline import batches  # noqa: E402
+from common.results import write_metrics  # noqa: E402
+from common.training import fit, seed_everything  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+CHAPTER = "ch2_vae"
+IMAGE_SIZE = 32
+PIXELS = IMAGE_SIZE * IMAGE_SIZE
+LATENT_DIM = 2
+IMAGES_PER_MODEL = 360_000  # default training budget: 6 epochs of 60,000 images
+
+
+# ---------------------------------------------------------------------------------------------
+# Models, in the form the material shows.
+
+def build_encoder(outputs: int = LATENT_DIM, head_name: str = "embedding_space",
+                  name: str = "encoder") -> keras.Model:
+    """Input(1024) -> Reshape(32, 32, 1) -> Conv2D 32, 64, 128 (3x3, stride 2) -> Dense.
+
+    Each stride-2 convolution halves the image (32 -> 16 -> 8 -> 4) while adding channels,
+    trading where for what. 96,770 parameters with a 2-unit head, 100,868 with 4.
+    """
+    return keras.Sequential([
+        keras.Input(shape=(PIXELS,)),
+        layers.Reshape((IMAGE_SIZE, IMAGE_SIZE, 1), name="to_image"),
+        layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv_1"),
+        layers.Conv2D(64, 3, strides=2, padding="same", activation="relu", name="conv_2"),
+        layers.Conv2D(128, 3, strides=2, padding="same", activation="relu", name="conv_3"),
+        layers.Flatten(name="flatten"),
+        layers.Dense(outputs, name=head_name),
+    ], name=name)
+
+
+def build_decoder(name: str = "decoder") -> keras.Model:
+    """The mirror image: Dense(4*4*128) -> Reshape -> Conv2DTranspose 64, 32, 1 (stride 2)
+    -> Flatten. Sigmoid output: pixels in [0, 1]. 98,689 parameters."""
+    return keras.Sequential([
+        keras.Input(shape=(LATENT_DIM,)),
+        layers.Dense(4 * 4 * 128, activation="relu", name="expand"),
+        layers.Reshape((4, 4, 128), name="to_feature_maps"),
+        layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu",
+                               name="deconv_1"),
+        layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu",
+                               name="deconv_2"),
+        layers.Conv2DTranspose(1, 3, strides=2, padding="same", activation="sigmoid",
+                               name="deconv_3"),
+        layers.Flatten(name="to_pixels"),
+    ], name=name)
+
+
+def build_cnn_autoencoder() -> keras.Model:
+    """encoder -> decoder, built functionally from the two parts (195,459 parameters)."""
+    encoder, decoder = build_encoder(), build_decoder()
+    x = keras.Input(shape=(PIXELS,), name="image")
+    return keras.Model(x, decoder(encoder(x)), name="cnn_autoencoder")
+
+
+@keras.saving.register_keras_serializable(package=CHAPTER)
+def sample_latent(mean_and_log_var):
+    """Reparameterisation trick: z = mean + exp(log_var / 2) * eps, eps ~ N(0, I).
+
+    The randomness sits in eps, outside the parameters, so gradients flow through mean and
+    log_var. A named, registered function (not a Python lambda) keeps the saved model loadable
+    with safe_mode=True: Keras stores its registered name, not its bytecode.
+    """
+    mean = mean_and_log_var[:, :LATENT_DIM]
+    log_var = mean_and_log_var[:, LATENT_DIM:]
+    eps = keras.random.normal(ops.shape(mean))
+    return mean + ops.exp(0.5 * log_var) * eps
+
+
+def build_sampler() -> keras.Model:
+    """Sequential([Lambda(sample_latent)]): 4 numbers (mean, log_var) in, a 2-D z out."""
+    return keras.Sequential([
+        keras.Input(shape=(2 * LATENT_DIM,)),
+        layers.Lambda(sample_latent, output_shape=(LATENT_DIM,), name="reparameterize"),
+    ], name="sampler")
+
+
+def build_vae() -> keras.Model:
+    """Output = Concatenate([encoder(x), decoder(sampler(encoder(x)))]): 4 + 1024 numbers.
+
+    Keras losses see only (y_true, y_pred), so the mean and log variance ride along in the
+    prediction for `VaeLoss` to read back.
+    """
+    encoder = build_encoder(2 * LATENT_DIM, head_name="mean_and_log_var", name="vae_encoder")
+    sampler, decoder = build_sampler(), build_decoder("vae_decoder")
+    x = keras.Input(shape=(PIXELS,), name="image")
+    stats = encoder(x)
+    output = layers.Concatenate(name="prediction_with_mean_log_var")([stats,
+                                                                      decoder(sampler(stats))])
+    return keras.Model(x, output, name="vae")
+
+
+def split_prediction(y_pred):
+    """(mean, log_var, reconstruction) from the VAE's concatenated output."""
+    return (y_pred[:, :LATENT_DIM], y_pred[:, LATENT_DIM:2 * LATENT_DIM],
+            y_pred[:, 2 * LATENT_DIM:])
+
+
+def kl_to_standard_normal(mean, log_var):
+    """KL(N(mean, exp(log_var)) || N(0, I)) per example, summed over latent dimensions."""
+    return -0.5 * ops.sum(1.0 + log_var - ops.square(mean) - ops.exp(log_var), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package=CHAPTER)
+class VaeLoss(keras.losses.Loss):
+    """Per image: sum of squared pixel errors + kl_weight * KL(q(z|x) || N(0, I))."""
+
+    def __init__(self, kl_weight: float = 1.0, name: str = "vae_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.kl_weight = float(kl_weight)
+
+    def call(self, y_true, y_pred):
+        mean, log_var, reconstruction = split_prediction(y_pred)
+        squared_error = ops.sum(ops.square(y_true - reconstruction), axis=-1)
+        return squared_error + self.kl_weight * kl_to_standard_normal(mean, log_var)
+
+    def get_config(self):
+        return {**super().get_config(), "kl_weight": self.kl_weight}
+
+
+@keras.saving.register_keras_serializable(package=CHAPTER)
+def reconstruction_mse(y_true, y_pred):
+    """Mean squared error per pixel of the sampled reconstruction (a metric to watch)."""
+    return ops.mean(ops.square(y_true - split_prediction(y_pred)[2]), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package=CHAPTER)
+def kl_divergence(y_true, y_pred):
+    """The KL term alone, in nats per image (a metric to watch)."""
+    mean, log_var, _ = split_prediction(y_pred)
+    return kl_to_standard_normal(mean, log_var)
+
+
+def compile_vae(vae: keras.Model, kl_weight: float, learning_rate: float = 1e-3) -> None:
+    vae.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=VaeLoss(kl_weight),
+                metrics=[reconstruction_mse, kl_divergence])
+
+
+# ---------------------------------------------------------------------------------------------
+# The main job.
+
+def main(argv=None) -> int:
+    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128)
+    parser.add_argument("--kl-weight", type=non_negative_float, default=1.0,
+                        help="weight of the KL term in the VAE loss (default 1.0)")
+    args = parse(parser, argv)
+    autoencoder, vae = build_cnn_autoencoder(), build_vae()
+    for model in (autoencoder, vae):
+        for part in model.layers:
+            if isinstance(part, keras.Model):
+                part.summary()
+        model.summary()
+    if args.summary:
+        return 0
+
+    start = time.perf_counter()
+    seed_everything(args.seed)
+    data = load(args.dataset, pad_to=IMAGE_SIZE, flatten=True, limit=args.limit)
+    print(data.describe())
+    args.epochs = epochs_for(args, len(data.x_train), images=IMAGES_PER_MODEL)
+    print(f"training each model for {args.epochs} epochs of {len(data.x_train):,} images")
+    x_test, y_test = data.x_test, data.y_test
+
+    autoencoder.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    compile_vae(vae, args.kl_weight)
+    runs = {}
+    for model in (autoencoder, vae):
+        print(f"\n== training {model.name} ==")
+        train = batches(data.x_train, batch_size=args.batch_size, seed=args.seed,
+                        reconstruct=True)
+        runs[model.name] = fit(model, train, epochs=args.epochs, batch_size=args.batch_size,
+                               out=args.out, tag=model.name,
+                               nan_hint="try a lower --kl-weight or learning rate")
+
+    ae_encoder, ae_decoder = autoencoder.get_layer("encoder"), autoencoder.get_layer("decoder")
+    vae_encoder, vae_decoder = vae.get_layer("vae_encoder"), vae.get_layer("vae_decoder")
+    z_ae = ae_encoder.predict(x_test, verbose=0)
+    stats = vae_encoder.predict(x_test, verbose=0)
+    z_vae, log_var = stats[:, :LATENT_DIM], stats[:, LATENT_DIM:]
+    recon_ae = ae_decoder.predict(z_ae, verbose=0)
+    recon_vae = vae_decoder.predict(z_vae, verbose=0)  # decode the mean: the VAE's best guess
+    results = {
+        "cnn_autoencoder": {**_reconstruction_errors(x_test, recon_ae),
+                            **latent_report(z_ae), **_speed(runs["cnn_autoencoder"]),
+                            "params": autoencoder.count_params()},
+        "vae": {**_reconstruction_errors(x_test, recon_vae), **latent_report(z_vae),
+                "kl_nats_per_image": round(float(np.mean(ops.convert_to_numpy(
+                    kl_to_standard_normal(z_vae, log_var)))), 3),
+                "kl_weight": args.kl_weight, **_speed(runs["vae"]),
+                "params": vae.count_params()},
+    }
+    for name, r in results.items():
+        print(f"{name}: test MSE {r['test_mse']:.4f} per pixel (32x32), "
+              f"{r['test_mse_28x28']:.4f} (28x28 centre); 99% of codes within "
+              f"|z| < {r['abs_z_p99']:.2f}; {r['train_images_per_s']:,} images/s")
+
+    _figures(args.out, data, runs, x_test, y_test, z_ae, z_vae, recon_ae, recon_vae,
+             ae_decoder, vae_decoder)
+    save_model(autoencoder, args.out / "cnn_autoencoder.keras")
+    save_model(vae, args.out / "vae.keras")
+    np.savez_compressed(args.out / "latents.npz", z_autoencoder=z_ae, z_vae_mean=z_vae,
+                        z_vae_log_var=log_var, labels=y_test)
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
+                  wall_seconds=time.perf_counter() - start, models=results)
+    print(f"\nFigures, models, latents.npz and metrics.json are in {args.out}/ "
+          "(start with latent_scatter.png and vae_latent_grid.png)")
+    return 0
+
+
+def _reconstruction_errors(x, reconstruction) -> dict:
+    """MSE per pixel on the 32x32 input and on the 28x28 centre (without the zero border)."""
+    err = np.square(x - reconstruction).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+    return {"test_mse": round(float(err.mean()), 5),
+            "test_mse_28x28": round(float(err[:, 2:-2, 2:-2].mean()), 5)}
+
+
+def _speed(run_) -> dict:
+    return {"train_images_per_s": round(run_.images_per_second or 0),
+            "train_seconds": round(run_.wall_seconds, 1)}
+
+
+def _figures(out, data, runs, x_test, y_test, z_ae, z_vae, recon_ae, recon_vae,
+             ae_decoder, vae_decoder) -> None:
+    names = data.class_names
+    figures.scatter_panels([("CNN autoencoder: codes spread widely", z_ae),
+                            ("VAE: means packed near N(0, I)", z_vae)], y_test, names,
+                           out / "latent_scatter.png",
+                           suptitle=f"2-D latent codes of the {data.name} test set")
+    picks = np.concatenate([np.flatnonzero(y_test == c)[:1] for c in range(data.num_classes)])
+    figures.image_grid(np.concatenate([x_test[picks], recon_ae[picks], recon_vae[picks]]),
+                       out / "reconstructions.png", ncols=len(picks),
+                       row_labels=["input", "AE", "VAE"],
+                       suptitle="Test images and their reconstructions from a 2-D code")
+    grid, extent = range_grid(z_ae, n=15)
+    figures.decoded_grid(_decode_grid(ae_decoder, grid), out / "ae_latent_grid.png",
+                         extent=extent, title="Autoencoder: decoded over the codes' range "
+                                              "(blank or odd where no code lies)")
+    grid, extent = normal_grid(n=15)
+    figures.decoded_grid(_decode_grid(vae_decoder, grid), out / "vae_latent_grid.png",
+                         extent=extent, title="VAE: decoded over N(0, I) quantiles "
+                                              "(grid mapped through the normal CDF)")
+    a, b = (z_vae[y_test == c].mean(axis=0) for c in (0, min(1, data.num_classes - 1)))
+    path = path_between(a, b, steps=12)
+    figures.image_grid(vae_decoder.predict(path, verbose=0), out / "vae_latent_path.png",
+                       ncols=len(path), titles=[f"{t:.2f}" for t in np.linspace(0, 1, len(path))],
+                       suptitle=f"VAE: decoded along the line from the mean code of "
+                                f"'{names[0]}' to '{names[min(1, data.num_classes - 1)]}'")
+    prior = np.random.default_rng(0).standard_normal((40, LATENT_DIM)).astype("float32")
+    figures.image_grid(vae_decoder.predict(prior, verbose=0), out / "vae_samples.png",
+                       ncols=10, suptitle="VAE: new images from z ~ N(0, I)")
+    figures.curves({"autoencoder MSE per pixel": runs["cnn_autoencoder"].history["loss"],
+                    "VAE reconstruction MSE per pixel":
+                        runs["vae"].history["reconstruction_mse"]},
+                   out / "loss_curves.png", title="Training reconstruction error per epoch",
+                   ylabel="MSE per pixel")
+
+
+def _decode_grid(decoder, grid: np.ndarray) -> np.ndarray:
+    """Decode an (n, n, 2) grid of codes into an (n, n, 32, 32) block of images."""
+    n = grid.shape[0]
+    images = decoder.predict(grid.reshape(-1, LATENT_DIM), verbose=0)
+    return images.reshape(n, n, IMAGE_SIZE, IMAGE_SIZE)
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -1,0 +1,123 @@
+"""The command line every chapter shares.
+
+    --epochs --batch-size --dataset --seed --out --quick --summary
+
+A user mistake (a bad flag value, an unknown dataset, an unwritable --out, missing data, a NaN
+loss) ends in one `error: ...` line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from common.data import check_name
+from common.errors import UserError
+
+QUICK_LIMIT = 512  # images per split in --quick runs: enough for a few real batches
+OUTPUT_ROOT = Path("outputs")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but errors are one line (no usage dump) with exit status 2."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def make_parser(chapter: str, description: str, *, epochs: int | None, batch_size: int,
+                dataset: str = "auto") -> argparse.ArgumentParser:
+    """The shared parser; chapters add their own flags to what this returns.
+
+    `epochs=None` means "decided by the data size" (see `epochs_for`)."""
+    parser = _OneLineParser(prog=f"{chapter}.py", description=description)
+    parser.add_argument("--epochs", type=positive_int, default=epochs,
+                        help=f"training epochs (default {epochs or 'scaled to the data size'})")
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size,
+                        help=f"images per training step (default {batch_size})")
+    parser.add_argument("--dataset", default=dataset,
+                        help="auto, mnist, fashion_mnist, mnist5k or tfds:NAME "
+                             f"(default {dataset})")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--out", type=Path, default=OUTPUT_ROOT / chapter,
+                        help=f"output folder (default outputs/{chapter})")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke test: 1 epoch on {QUICK_LIMIT} images per split")
+    parser.add_argument("--summary", action="store_true",
+                        help="print every model.summary() of the chapter and exit")
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse and validate; adds `args.limit` (None, or QUICK_LIMIT with --quick)."""
+    args = parser.parse_args(argv)
+    try:
+        check_name(args.dataset)
+    except UserError as err:
+        parser.error(f"--dataset: {err}")
+    args.limit = None
+    if args.quick:
+        args.epochs, args.limit = 1, QUICK_LIMIT
+        args.batch_size = min(args.batch_size, QUICK_LIMIT // 4)
+    if not args.summary:
+        problem = writable_dir_problem(args.out)
+        if problem:
+            parser.error(f"--out {args.out}: {problem}")
+    return args
+
+
+def epochs_for(args: argparse.Namespace, train_size: int, *, images: int,
+               at_most: int = 60) -> int:
+    """The epoch count: `--epochs` if given, else enough to show the model about `images`
+    training images (6 epochs of 60,000 for images=360_000; more on a small set like
+    mnist5k, capped at `at_most`), so a default run costs about the same on any dataset."""
+    if args.epochs is not None:
+        return args.epochs
+    return max(1, min(at_most, round(images / max(1, train_size))))
+
+
+def writable_dir_problem(path: Path) -> str | None:
+    """Create `path` if needed and prove we can write there; return the problem or None."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
+
+
+def run(main, argv=None) -> int:
+    """Call `main(argv)`; turn UserError and Ctrl-C into one line and an exit status."""
+    try:
+        return main(argv) or 0
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume from the last finished "
+              "epoch", file=sys.stderr)
+        return 130

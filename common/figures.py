@@ -1,0 +1,169 @@
+"""Figures a learner expects, drawn headless (matplotlib Agg) and written atomically.
+
+Images may be given as NHWC arrays or as flat vectors (the dense models' 784 = 28x28 or the
+CNN models' 1024 = 32x32); `as_images` turns either into (N, H, W) for `imshow`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+from common.atomic import atomic_path  # noqa: E402
+
+
+def save(fig, path: str | Path) -> Path:
+    """Write `fig` as PNG under a temporary name, rename it into place, close it."""
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def as_images(x: np.ndarray) -> np.ndarray:
+    """(N, H, W[, 1]) or (N, H*W) -> (N, H, W); flat vectors must be square images."""
+    x = np.asarray(x)
+    if x.ndim == 2:
+        side = math.isqrt(x.shape[1])
+        if side * side != x.shape[1]:
+            raise ValueError(f"cannot show vectors of length {x.shape[1]} as square images")
+        return x.reshape(len(x), side, side)
+    if x.ndim == 4 and x.shape[-1] == 1:
+        return x[..., 0]
+    return x
+
+
+def image_grid(images, path, *, ncols: int = 10, titles=None, row_labels=None,
+               suptitle: str | None = None, cell: float = 1.0) -> Path:
+    """Images in rows of `ncols`; optional per-image titles and per-row labels."""
+    images = as_images(images)
+    nrows = math.ceil(len(images) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows + 0.3),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+        if i < len(images):
+            ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
+            if titles is not None:
+                ax.set_title(str(titles[i]), fontsize=7)
+    if row_labels is not None:
+        for r, label in enumerate(row_labels):
+            axes[r, 0].set_ylabel(str(label), fontsize=8, rotation=0, ha="right", va="center")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return save(fig, path)
+
+
+def curves(series: dict[str, list[float]], path, *, title: str, ylabel: str,
+           xlabel: str = "epoch", hline: float | None = None, logy: bool = False) -> Path:
+    """Line plot of named series (e.g. train and validation loss per epoch)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, values in series.items():
+        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
+    if hline is not None:
+        ax.axhline(hline, color="gray", linestyle="--", linewidth=1)
+    if logy:
+        ax.set_yscale("log")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def prediction_grid(images, y_true, y_pred, class_names, path, *, title: str) -> Path:
+    """Per class, up to three correct (top rows) and three wrong (bottom rows) predictions."""
+    images = as_images(images)
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    k, n = 3, len(class_names)
+    fig, axes = plt.subplots(2 * k, n, figsize=(1.1 * n, 1.25 * 2 * k), squeeze=False)
+    for c in range(n):
+        right = np.flatnonzero((y_true == c) & (y_pred == c))[:k]
+        wrong = np.flatnonzero((y_true == c) & (y_pred != c))[:k]
+        for r in range(2 * k):
+            ax = axes[r, c]
+            ax.axis("off")
+            picks, row = (right, r) if r < k else (wrong, r - k)
+            if row < len(picks):
+                i = picks[row]
+                ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
+                color = "green" if y_pred[i] == y_true[i] else "red"
+                ax.set_title(f"pred {class_names[y_pred[i]]}"[:14], fontsize=6, color=color)
+        axes[0, c].set_title(f"{class_names[c]}\n" + axes[0, c].get_title(), fontsize=6)
+    fig.suptitle(f"{title}: correct (top {k} rows) and wrong (bottom {k} rows) per true class",
+                 fontsize=9)
+    return save(fig, path)
+
+
+def latent_scatter(ax, z, labels, class_names, *, title: str, limit: float | None = None):
+    """Scatter a 2-D latent code coloured by class on `ax` (one of several panels)."""
+    z = np.asarray(z)
+    points = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="tab10", s=2, alpha=0.6,
+                        vmin=-0.5, vmax=len(class_names) - 0.5)
+    ax.set(title=title, xlabel="z[0]", ylabel="z[1]")
+    if limit is not None:
+        ax.set_xlim(-limit, limit)
+        ax.set_ylim(-limit, limit)
+    ax.grid(alpha=0.3)
+    return points
+
+
+def scatter_panels(panels, labels, class_names, path, *, suptitle: str) -> Path:
+    """Side-by-side latent scatters: `panels` is a list of (title, z) pairs."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
+    for ax, (title, z) in zip(axes[0], panels):
+        points = latent_scatter(ax, z, labels, class_names, title=title)
+    bar = fig.colorbar(points, ax=axes[0].tolist(), ticks=range(len(class_names)))
+    bar.ax.set_yticklabels(class_names, fontsize=7)
+    fig.suptitle(suptitle, fontsize=10)
+    return save(fig, path)
+
+
+def decoded_grid(images, path, *, extent, title: str, xlabel="z[0]", ylabel="z[1]") -> Path:
+    """A (rows, cols, H, W) block of decoded images shown as one picture over latent axes.
+
+    Row 0 is drawn at the top, so callers put the largest z[1] in row 0. `extent` is
+    (left, right, bottom, top) in latent units, used only to label the axes.
+    """
+    images = np.asarray(images)
+    rows, cols, h, w = images.shape
+    mosaic = images.transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
+    fig, ax = plt.subplots(figsize=(7, 7))
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, extent=extent)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return save(fig, path)
+
+
+def filters_and_maps(kernels, images, maps, path, *, filter_names, title: str) -> Path:
+    """Each filter's kernel, then for each input image its feature maps (one column each)."""
+    kernels, images, maps = np.asarray(kernels), as_images(images), np.asarray(maps)
+    n_img, n_f = len(images), kernels.shape[-1]
+    fig, axes = plt.subplots(n_f + 1, n_img + 1, figsize=(1.4 * (n_img + 1), 1.5 * (n_f + 1)),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].axis("off")
+    for j in range(n_img):
+        axes[0, j + 1].imshow(images[j], cmap="gray", vmin=0, vmax=1)
+        axes[0, j + 1].set_title("input", fontsize=7)
+    for f in range(n_f):
+        k = kernels[..., f]
+        bound = np.abs(k).max() or 1.0
+        axes[f + 1, 0].imshow(k, cmap="bwr", vmin=-bound, vmax=bound)
+        axes[f + 1, 0].set_ylabel(filter_names[f], fontsize=7)
+        for j in range(n_img):
+            axes[f + 1, j + 1].imshow(maps[j, ..., f], cmap="magma")
+    fig.suptitle(title, fontsize=9)
+    return save(fig, path)

@@ -1,0 +1,30 @@
+"""`tf.data` input pipelines: cache, shuffle, batch, prefetch.
+
+Measured on the project's 2-core CPU (../shared/notes/cpu-throughput.md): feeding Keras from a
+cached `tf.data.Dataset` keeps the cores on the model, and equal-sized batches
+(`drop_remainder=True`) avoid retracing the training step for a ragged last batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+
+def batches(x: np.ndarray, y: np.ndarray | None = None, *, batch_size: int,
+            shuffle: bool = True, seed: int = 0, drop_remainder: bool = True,
+            reconstruct: bool = False) -> tf.data.Dataset:
+    """Batches of `x` (and labels `y`), or of `(x, x)` pairs when `reconstruct` is set.
+
+    `reconstruct=True` is the autoencoder case: the target is the input itself. The pair is
+    made after batching, so the images are stored (and cached) once.
+    """
+    if len(x) < batch_size and drop_remainder:
+        raise ValueError(f"{len(x)} examples cannot fill one batch of {batch_size}")
+    ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y)).cache()
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if reconstruct:
+        ds = ds.map(lambda b: (b, b), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,46 @@
+"""`metrics.json`: what a run measured, on which data, with which software, in how long."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+from pathlib import Path
+
+from common.atomic import write_json
+
+
+def versions() -> dict[str, str]:
+    import keras
+    import numpy
+    import tensorflow
+
+    return {"python": platform.python_version(), "tensorflow": tensorflow.__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__,
+            "backend": keras.backend.backend()}
+
+
+def write_metrics(out: Path, *, chapter: str, data, args, wall_seconds: float,
+                  models: dict[str, dict], extra: dict | None = None) -> Path:
+    """Write `out/metrics.json`. `data` is a common.data.Dataset (or a dict for synthetic
+    data); `models` maps each model's name to its measured numbers."""
+    record = {
+        "chapter": chapter,
+        "dataset": data.as_dict() if hasattr(data, "as_dict") else data,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "quick": bool(args.quick),
+        "wall_time_s": round(wall_seconds, 1),
+        "models": models,
+        **(extra or {}),
+        "date": datetime.date.today().isoformat(),
+        "machine": {"cpus": _cpu_count(), "processor": platform.machine()},
+        "versions": versions(),
+    }
+    return write_json(Path(out) / "metrics.json", record)
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
