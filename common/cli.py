@@ -48,19 +48,32 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def make_parser(chapter: str, description: str, *, epochs: int | None, batch_size: int,
-                dataset: str = "auto") -> argparse.ArgumentParser:
+def positive_float(text: str) -> float:
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def make_parser(chapter: str, description: str, *, epochs: int | None,
+                batch_size: int | None, dataset: str | None = "auto",
+                epochs_help: str = "training epochs") -> argparse.ArgumentParser:
     """The shared parser; chapters add their own flags to what this returns.
 
-    `epochs=None` means "decided by the data size" (see `epochs_for`)."""
+    `epochs=None` means "decided by the data size" (see `epochs_for`). Chapters without
+    mini-batches or image datasets (the classical chapter) pass `batch_size=None` or
+    `dataset=None` and get no such flag, rather than one that does nothing."""
     parser = _OneLineParser(prog=f"{chapter}.py", description=description)
+    parser.set_defaults(batch_size=None, dataset=None)
     parser.add_argument("--epochs", type=positive_int, default=epochs,
-                        help=f"training epochs (default {epochs or 'scaled to the data size'})")
-    parser.add_argument("--batch-size", type=positive_int, default=batch_size,
-                        help=f"images per training step (default {batch_size})")
-    parser.add_argument("--dataset", default=dataset,
-                        help="auto, mnist, fashion_mnist, mnist5k or tfds:NAME "
-                             f"(default {dataset})")
+                        help=f"{epochs_help} (default {epochs or 'scaled to the data size'})")
+    if batch_size is not None:
+        parser.add_argument("--batch-size", type=positive_int, default=batch_size,
+                            help=f"images per training step (default {batch_size})")
+    if dataset is not None:
+        parser.add_argument("--dataset", default=dataset,
+                            help="auto, mnist, fashion_mnist, mnist5k or tfds:NAME "
+                                 f"(default {dataset})")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", type=Path, default=OUTPUT_ROOT / chapter,
                         help=f"output folder (default outputs/{chapter})")
@@ -74,14 +87,16 @@ def make_parser(chapter: str, description: str, *, epochs: int | None, batch_siz
 def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """Parse and validate; adds `args.limit` (None, or QUICK_LIMIT with --quick)."""
     args = parser.parse_args(argv)
-    try:
-        check_name(args.dataset)
-    except UserError as err:
-        parser.error(f"--dataset: {err}")
+    if args.dataset is not None:
+        try:
+            check_name(args.dataset)
+        except UserError as err:
+            parser.error(f"--dataset: {err}")
     args.limit = None
     if args.quick:
         args.epochs, args.limit = 1, QUICK_LIMIT
-        args.batch_size = min(args.batch_size, QUICK_LIMIT // 4)
+        if args.batch_size is not None:
+            args.batch_size = min(args.batch_size, QUICK_LIMIT // 4)
     if not args.summary:
         problem = writable_dir_problem(args.out)
         if problem:

@@ -140,7 +140,7 @@ def decoded_grid(images, path, *, extent, title: str, xlabel="z[0]", ylabel="z[1
     rows, cols, h, w = images.shape
     mosaic = images.transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
     fig, ax = plt.subplots(figsize=(7, 7))
-    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, extent=extent)
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, extent=extent, aspect="auto")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     return save(fig, path)
 
@@ -167,3 +167,14 @@ def filters_and_maps(kernels, images, maps, path, *, filter_names, title: str) -
             axes[f + 1, j + 1].imshow(maps[j, ..., f], cmap="magma")
     fig.suptitle(title, fontsize=9)
     return save(fig, path)
+
+
+def gaussian_ellipse(ax, mean, cov, *, n_std: float = 2.0, **style):
+    """Draw the n_std-sigma contour ellipse of a 2-D Gaussian on `ax` (axes from the
+    covariance's eigenvectors, radii n_std * sqrt(eigenvalues))."""
+    from matplotlib.patches import Ellipse
+
+    values, vectors = np.linalg.eigh(np.asarray(cov)[:2, :2])
+    angle = np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1]))
+    width, height = 2 * n_std * np.sqrt(np.maximum(values[::-1], 0))
+    ax.add_patch(Ellipse(mean[:2], width, height, angle=angle, fill=False, **style))

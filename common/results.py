@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import datetime
 import platform
+import sys
 from pathlib import Path
 
 from common.atomic import write_json
 
 
 def versions() -> dict[str, str]:
-    import keras
+    """Versions of what the run used (TensorFlow and Keras only if the chapter loaded them)."""
     import numpy
-    import tensorflow
+    import scipy
 
-    return {"python": platform.python_version(), "tensorflow": tensorflow.__version__,
-            "keras": keras.__version__, "numpy": numpy.__version__,
-            "backend": keras.backend.backend()}
+    found = {"python": platform.python_version(), "numpy": numpy.__version__,
+             "scipy": scipy.__version__}
+    if "keras" in sys.modules:
+        keras = sys.modules["keras"]
+        found.update(tensorflow=sys.modules["tensorflow"].__version__,
+                     keras=keras.__version__, backend=keras.backend.backend())
+    return found
 
 
 def write_metrics(out: Path, *, chapter: str, data, args, wall_seconds: float,
