@@ -142,3 +142,12 @@ def test_bad_kl_weight_is_one_line():
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "ch2_vae.py: error: argument --kl-weight: must be a finite number >= 0, got -1"]
+
+
+def test_a_diverging_run_ends_in_one_line_and_writes_nothing(tmp_path):
+    result = run_script("chapters/ch2_vae.py", "--quick", "--dataset", "mnist5k",
+                        "--learning-rate", "1e12", "--out", tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: cnn_autoencoder: the loss became nan at epoch 1")
+    assert not (tmp_path / "metrics.json").exists() and not list(tmp_path.glob("*.png"))

@@ -51,3 +51,48 @@ def test_seed_makes_runs_repeatable():
     a = tiny_regressor().get_weights()[0]
     seed_everything(3)
     np.testing.assert_array_equal(a, tiny_regressor().get_weights()[0])
+
+
+class InterruptAt(keras.callbacks.Callback):
+    """Simulate Ctrl-C at the start of a given epoch."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_resumes_from_its_last_finished_epoch(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 4)).astype("float32")
+    y = x.sum(axis=1)
+    model = tiny_regressor()
+    model.compile("sgd", loss="mse")
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, batches(x, y, batch_size=32), epochs=5, batch_size=32, out=tmp_path,
+            tag="resume", verbose=0, callbacks=[InterruptAt(3)])
+    assert (tmp_path / ".backup" / "resume").exists()
+    fresh = tiny_regressor()  # a new process would build the model anew
+    fresh.compile("sgd", loss="mse")
+    first_epoch = RecordFirstEpochWeights()
+    result = fit(fresh, batches(x, y, batch_size=32), epochs=5, batch_size=32, out=tmp_path,
+                 tag="resume", verbose=0, callbacks=[first_epoch])
+    assert len(result.history["loss"]) == 2  # epochs 4 and 5 only: 1-3 were restored
+    assert first_epoch.epoch == 3
+    np.testing.assert_allclose(first_epoch.weights[0], model.get_weights()[0])
+    assert not (tmp_path / ".backup").exists()
+
+
+class RecordFirstEpochWeights(keras.callbacks.Callback):
+    """The weights the model starts its first (possibly resumed) epoch with."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch, self.weights = None, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.weights is None:
+            self.epoch, self.weights = epoch, self.model.get_weights()
