@@ -38,6 +38,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -74,7 +84,8 @@ def make_parser(chapter: str, description: str, *, epochs: int | None,
         parser.add_argument("--dataset", default=dataset,
                             help="auto, mnist, fashion_mnist, mnist5k or tfds:NAME "
                                  f"(default {dataset})")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="random seed (default 0)")
     parser.add_argument("--out", type=Path, default=OUTPUT_ROOT / chapter,
                         help=f"output folder (default outputs/{chapter})")
     parser.add_argument("--quick", action="store_true",

@@ -42,6 +42,7 @@ FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 DOWNLOAD_TIMEOUT_S = 30
+TFDS_DOWNLOAD_HOST = "storage.googleapis.com"  # tfds' mirror, tried before original URLs
 MNIST5K_SPLIT_SEED = 0
 
 
@@ -224,14 +225,20 @@ def _load_mnist5k() -> Dataset:
 def _load_tfds(name: str) -> Dataset:
     try:
         import tensorflow_datasets as tfds
+        from absl import logging as absl_logging
     except ImportError:
         raise DataError("tfds datasets need tensorflow-datasets: "
                         "pip install tensorflow-datasets") from None
+    absl_logging.set_verbosity(absl_logging.ERROR)  # tfds' routine notes would bury our line
     try:
         builder = tfds.builder(name)
     except Exception as err:  # tfds raises several types (DatasetNotFoundError, ValueError)
         raise DataError(f"tensorflow-datasets has no dataset {name!r} "
                         f"({str(err).splitlines()[0][:120]})") from None
+    if not builder.is_prepared() and not _can_download():
+        raise DataError(f"tfds:{name} is not prepared in {builder.data_dir} and there is no "
+                        "network to download it; prepare it once on a connected machine "
+                        "(it is cached in ~/tensorflow_datasets) or pick another --dataset")
     features = builder.info.features
     if "image" not in features or "label" not in features:
         raise DataError(f"tfds:{name} is not an image classification dataset "
@@ -259,6 +266,16 @@ def _load_tfds(name: str) -> Dataset:
                   (str(i) for i in range(int(y_train.max()) + 1)))
     return Dataset(f"tfds:{name}", f"tensorflow-datasets {name} ({builder.data_dir})",
                    x_train, y_train, x_test, y_test, names, notes)
+
+
+def _can_download(host: str = TFDS_DOWNLOAD_HOST) -> bool:
+    """Look the download host up before asking tfds to fetch anything: offline, tfds retries
+    each file with back-off for minutes instead of failing."""
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
 
 
 def _tfds_arrays(tfds, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:

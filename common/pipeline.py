@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from common.errors import UserError
+
 
 def batches(x: np.ndarray, y: np.ndarray | None = None, *, batch_size: int,
             shuffle: bool = True, seed: int = 0, drop_remainder: bool = True,
@@ -20,7 +22,8 @@ def batches(x: np.ndarray, y: np.ndarray | None = None, *, batch_size: int,
     made after batching, so the images are stored (and cached) once.
     """
     if len(x) < batch_size and drop_remainder:
-        raise ValueError(f"{len(x)} examples cannot fill one batch of {batch_size}")
+        raise UserError(f"--batch-size {batch_size} is larger than the {len(x):,} training "
+                        "examples; choose a smaller batch")
     ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y)).cache()
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)

@@ -32,6 +32,7 @@ def test_defaults_and_quick(tmp_path):
     (("--epochs", "two"), "not a whole number"),
     (("--batch-size", "0"), "at least 1"),
     (("--dataset", "cifar"), "unknown dataset"),
+    (("--seed", "-4"), "must be 0 or more"),
 ])
 def test_bad_values_end_in_one_line(capsys, tmp_path, argv, words):
     assert words in one_line_exit(capsys, *argv, "--out", str(tmp_path))
@@ -79,3 +80,12 @@ def test_script_reports_missing_dataset_in_one_line(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: tensorflow-datasets has no")
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_batch_larger_than_the_data_is_one_line(tmp_path):
+    result = run_script("chapters/ch2_dense_autoencoder.py", "--dataset", "mnist5k",
+                        "--batch-size", "5000", "--epochs", "1", "--out", tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --batch-size 5000 is larger than the 4,000 training examples; "
+        "choose a smaller batch")

@@ -122,8 +122,9 @@ def test_auto_falls_back_to_mnist5k_and_says_so(tmp_path, monkeypatch, capsys):
     assert len(err) == 1 and err[0].startswith("warning:") and "mnist5k" in err[0]
 
 
-def test_tfds_with_mock_data():
+def test_tfds_with_mock_data(monkeypatch):
     tfds = pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setattr(data_module, "_can_download", lambda: True)  # mock_data fetches nothing
     with tfds.testing.mock_data(num_examples=24):
         d = load("tfds:mnist", pad_to=32)
     assert d.name == "tfds:mnist" and "tensorflow-datasets" in d.source
@@ -137,3 +138,11 @@ def test_tfds_unknown_dataset():
     pytest.importorskip("tensorflow_datasets")
     with pytest.raises(DataError, match="no dataset 'no_such_dataset_xyz'"):
         load("tfds:no_such_dataset_xyz")
+
+
+def test_tfds_offline_and_unprepared_fails_fast(monkeypatch, tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setattr(data_module, "_can_download", lambda: False)
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))  # nothing is prepared here
+    with pytest.raises(DataError, match="not prepared .* no network"):
+        load("tfds:kmnist")
