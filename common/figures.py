@@ -47,8 +47,8 @@ def image_grid(images, path, *, ncols: int = 10, titles=None, row_labels=None,
     """Images in rows of `ncols`; optional per-image titles and per-row labels."""
     images = as_images(images)
     nrows = math.ceil(len(images) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows + 0.3),
-                             squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows + 0.5),
+                             squeeze=False, layout="constrained")  # titles never overlap
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -99,7 +99,7 @@ def prediction_grid(images, y_true, y_pred, class_names, path, *, title: str) ->
                 i = picks[row]
                 ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
                 color = "green" if y_pred[i] == y_true[i] else "red"
-                ax.set_title(f"pred {class_names[y_pred[i]]}"[:14], fontsize=6, color=color)
+                ax.set_title(f"pred {class_names[y_pred[i]]}"[:16], fontsize=6, color=color)
         axes[0, c].set_title(f"{class_names[c]}\n" + axes[0, c].get_title(), fontsize=6)
     fig.suptitle(f"{title}: correct (top {k} rows) and wrong (bottom {k} rows) per true class",
                  fontsize=9)
