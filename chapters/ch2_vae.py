@@ -203,7 +203,7 @@ def main(argv=None) -> int:
         for part in model.layers:
             if isinstance(part, keras.Model):
                 part.summary()
-        model.summary()
+        model.summary(line_length=110)  # wide enough for the functional model's 4 columns
     if args.summary:
         return 0
 

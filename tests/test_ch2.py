@@ -151,3 +151,12 @@ def test_a_diverging_run_ends_in_one_line_and_writes_nothing(tmp_path):
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("error: cnn_autoencoder: the loss became nan at epoch 1")
     assert not (tmp_path / "metrics.json").exists() and not list(tmp_path.glob("*.png"))
+
+
+def test_summary_shows_the_books_models_and_writes_nothing(tmp_path):
+    result = run_script("chapters/ch2_vae.py", "--summary", "--out", tmp_path / "never")
+    assert result.returncode == 0
+    for text in ("embedding_space", "mean_and_log_var", "reparameterize",
+                 "prediction_with_mean_log_var", "100,868", "98,689", "96,770"):
+        assert text in result.stdout, text
+    assert not (tmp_path / "never").exists()
