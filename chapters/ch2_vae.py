@@ -43,6 +43,7 @@ from common.latent import latent_report, normal_grid, path_between, range_grid  
 from common.pipeline import batches  # noqa: E402
 from common.results import write_metrics  # noqa: E402
 from common.training import cosine_adam, fit, seed_everything  # noqa: E402
+from common.vae_layers import kl_to_standard_normal  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -146,11 +147,6 @@ def split_prediction(y_pred):
     """(mean, log_var, reconstruction) from the VAE's concatenated output."""
     return (y_pred[:, :LATENT_DIM], y_pred[:, LATENT_DIM:2 * LATENT_DIM],
             y_pred[:, 2 * LATENT_DIM:])
-
-
-def kl_to_standard_normal(mean, log_var):
-    """KL(N(mean, exp(log_var)) || N(0, I)) per example, summed over latent dimensions."""
-    return -0.5 * ops.sum(1.0 + log_var - ops.square(mean) - ops.exp(log_var), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package=CHAPTER)

@@ -1,0 +1,103 @@
+"""Building blocks for VAEs in the Keras 3 idiom: a seeded sampling layer, a loss layer that
+adds the negative ELBO with `add_loss`, and KL annealing.
+
+The negative evidence lower bound for one image x (Kingma & Welling 2014, eq. 10):
+
+    -ELBO(x) = E_q[-log p(x | z)] + KL(q(z | x) || N(0, I))
+             = sum over pixels of binary cross-entropy(x, decoder(z))    (Bernoulli decoder)
+               - 1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2)
+
+It bounds -log p(x) from above, in nats. `beta` weighs the KL term: beta > 1 is the beta-VAE
+(Higgins et al. 2017), which trades reconstruction for more independent latent factors; raising
+beta from 0 over the first epochs is KL annealing (Bowman et al. 2016), which lets the decoder
+learn to use z before the KL term pulls the posteriors onto the prior.
+
+Keras 3 removed symbolic `model.add_loss`; a layer calling `self.add_loss` inside `call`
+works, and the model then compiles with no loss and trains with `fit(x)`.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+PACKAGE = "common"
+EPSILON = 1e-7  # keeps log() finite where the decoder outputs exactly 0 or 1
+
+
+def kl_to_standard_normal(mean, log_var):
+    """KL(N(mean, exp(log_var)) || N(0, I)) per example, summed over latent dimensions."""
+    return -0.5 * ops.sum(1.0 + log_var - ops.square(mean) - ops.exp(log_var), axis=-1)
+
+
+def bernoulli_nll(x, probabilities):
+    """-log p(x | probabilities) per example: binary cross-entropy summed over all pixels."""
+    x = ops.reshape(x, (ops.shape(x)[0], -1))
+    p = ops.clip(ops.reshape(probabilities, (ops.shape(probabilities)[0], -1)),
+                 EPSILON, 1.0 - EPSILON)
+    return -ops.sum(x * ops.log(p) + (1.0 - x) * ops.log(1.0 - p), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Sampling(layers.Layer):
+    """z = mean + exp(log_var / 2) * eps, eps ~ N(0, I) (the reparameterisation trick).
+
+    The noise comes from `keras.random.normal` with the layer's own `SeedGenerator`, so a
+    seeded model draws the same sequence every run, and each call draws afresh.
+    """
+
+    def __init__(self, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs):
+        mean, log_var = inputs
+        eps = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
+        return mean + ops.exp(0.5 * log_var) * eps
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class VaeLossLayer(layers.Layer):
+    """Adds mean over the batch of  bernoulli_nll + beta * KL  with `self.add_loss`.
+
+    Inputs: [x, decoded probabilities, mean, log_var]; output: the probabilities, unchanged.
+    `beta` is a non-trainable weight, so a callback can change it between steps and the
+    compiled training step sees the new value.
+    """
+
+    def __init__(self, beta: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.beta = self.add_weight(shape=(), initializer=keras.initializers.Constant(beta),
+                                    trainable=False, name="beta")
+
+    def call(self, inputs):
+        x, probabilities, mean, log_var = inputs
+        reconstruction = bernoulli_nll(x, probabilities)
+        kl = kl_to_standard_normal(mean, log_var)
+        self.add_loss(ops.mean(reconstruction + self.beta * kl))
+        return probabilities
+
+    def get_config(self):
+        return {**super().get_config(), "beta": float(ops.convert_to_numpy(self.beta))}
+
+
+class KLAnnealing(keras.callbacks.Callback):
+    """Raise the loss layer's beta linearly from 0 to `target` over the first `epochs` epochs
+    (epoch 0 trains with beta = 0), and log it as `beta` in the history."""
+
+    def __init__(self, layer_name: str, target: float = 1.0, epochs: int = 5):
+        super().__init__()
+        self.layer_name, self.target, self.epochs = layer_name, float(target), max(1, epochs)
+        self.value = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.value = self.target * min(1.0, epoch / self.epochs)
+        self.model.get_layer(self.layer_name).beta.assign(self.value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["beta"] = self.value
