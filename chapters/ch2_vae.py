@@ -37,7 +37,7 @@ import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native sta
 from common import figures  # noqa: E402
 from common.atomic import save_model  # noqa: E402
 from common.cli import (epochs_for, make_parser, non_negative_float, parse,  # noqa: E402
-                        positive_float, run)  # noqa: E402
+                        positive_float, run)
 from common.data import load  # noqa: E402
 from common.latent import latent_report, normal_grid, path_between, range_grid  # noqa: E402
 from common.pipeline import batches  # noqa: E402

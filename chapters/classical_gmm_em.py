@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `common` importable
@@ -97,6 +98,10 @@ def main(argv=None) -> int:
         return 0
     if args.latents is not None and not args.latents.is_file():
         raise UserError(f"--latents {args.latents}: no such file (run chapters/ch2_vae.py)")
+    latents = read_latents(args.latents or DEFAULT_LATENTS)  # before anything is written
+    if latents is not None and len(latents[1]) < 2 * args.latent_components:
+        raise UserError(f"{latents[0]}: {len(latents[1])} codes are too few for "
+                        f"{args.latent_components} components")
     max_iter = 15 if args.quick else args.epochs
     start = time.perf_counter()
     rng = np.random.default_rng(args.seed)
@@ -133,7 +138,7 @@ def main(argv=None) -> int:
                    args.out / "em_log_likelihood.png", xlabel="EM iteration",
                    ylabel="mean log-likelihood", title="EM on iris: never decreasing")
 
-    results["vae_latent_bridge"] = _bridge(args, rng, max_iter)
+    results["vae_latent_bridge"] = _bridge(args, latents, rng, max_iter)
     data = {"iris": "scikit-learn's bundled iris data (petal length, width; 150 flowers)",
             "toy_mixture": "synthetic draws from the documented TOY mixture",
             "vae_latents": results["vae_latent_bridge"].get("latents")}
@@ -143,21 +148,29 @@ def main(argv=None) -> int:
     return 0
 
 
-def _bridge(args, rng, max_iter: int) -> dict:
-    """Fit a GMM to chapter 2's VAE codes; decode samples from it if the model is there."""
-    path = args.latents or DEFAULT_LATENTS
+def read_latents(path: Path):
+    """(path, codes, labels) from chapter 2's latents.npz, or None if the file is absent.
+    An unreadable file is a user error, found before the chapter writes anything."""
     if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return path, saved["z_vae_mean"].astype(np.float64), saved["labels"]
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile):
+        raise UserError(f"{path}: not a readable .npz file; run chapters/ch2_vae.py to "
+                        "write it again") from None
+    except KeyError as err:
+        raise UserError(f"{path}: not a chapter-2 latents file (no {err} array)") from None
+
+
+def _bridge(args, latents, rng, max_iter: int) -> dict:
+    """Fit a GMM to chapter 2's VAE codes; decode samples from it if the model is there."""
+    if latents is None:
+        path = args.latents or DEFAULT_LATENTS
         print(f"note: {path} not found; run chapters/ch2_vae.py first to add the GMM on "
               "the VAE's latent space")
         return {"skipped": f"{path} not found"}
-    try:
-        with np.load(path) as saved:
-            z, labels = saved["z_vae_mean"].astype(np.float64), saved["labels"]
-    except (OSError, KeyError, ValueError) as err:
-        raise UserError(f"{path}: not a chapter-2 latents file ({err})") from None
-    if len(z) < 2 * args.latent_components:
-        raise UserError(f"{path}: {len(z)} codes are too few for "
-                        f"{args.latent_components} components")
+    path, z, labels = latents
     em = fit_em(z, initial_mixture(z, args.latent_components, rng), max_iter=max_iter,
                 tol=args.tol)
     gmm_ll = em.mixture.mean_log_likelihood(z)

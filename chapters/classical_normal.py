@@ -53,8 +53,10 @@ def synthetic_height_weight(rng, n: int = HEIGHT_WEIGHT["n"]) -> np.ndarray:
 
 def read_columns(path: Path, columns: int) -> np.ndarray:
     """The first `columns` numeric columns of a CSV (header row allowed) as floats."""
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{path}: no such file")
+    if not path.is_file():
+        raise UserError(f"{path}: not a file")
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:

@@ -104,7 +104,8 @@ def fit(model: keras.Model, train, *, epochs: int, batch_size: int, out: Path, t
 def cosine_adam(learning_rate: float, total_steps: int) -> keras.optimizers.Adam:
     """Adam whose step size follows a half cosine from `learning_rate` down to 0 over the run
     (Loshchilov & Hutter 2017, SGDR, without restarts): large steps early, fine ones at the
-    end. On the chapter-2 autoencoder it lowers the test MSE after 6 epochs from 0.0236
-    (constant 1e-3) to 0.0221."""
+    end. On the chapter-2 autoencoder (Fashion-MNIST, 6 epochs, measured before its decoder's
+    first layer was made linear) it lowered the test MSE from 0.0236 (constant 1e-3) to
+    0.0221."""
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, max(1, total_steps))
     return keras.optimizers.Adam(schedule)

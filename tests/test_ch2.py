@@ -58,7 +58,7 @@ def test_sampler_draws_follow_mean_and_log_var():
     assert abs(np.corrcoef(first.T)[0, 1]) < 0.03  # independent coordinates
 
 
-def test_vae_trains_a_few_steps(digits):
+def test_vae_trains_a_few_steps():
     from common.data import load
     from common.pipeline import batches
     keras.utils.set_random_seed(0)

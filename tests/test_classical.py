@@ -156,3 +156,19 @@ def test_missing_latents_file_is_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: --latents {tmp_path / 'nope.npz'}: no such file (run chapters/ch2_vae.py)"]
+
+
+@pytest.mark.parametrize("content", [b"", b"junk", "npz-without-codes"])
+def test_an_unreadable_latents_file_is_one_line_and_writes_nothing(tmp_path, content):
+    bad = tmp_path / "latents.npz"
+    if content == "npz-without-codes":
+        np.savez(bad, labels=np.zeros(3))
+    else:
+        bad.write_bytes(content)
+    out = tmp_path / "o"
+    result = run_script("chapters/classical_gmm_em.py", "--quick", "--latents", bad,
+                        "--out", out)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: not a")
+    assert not any(p.is_file() for p in out.rglob("*"))
