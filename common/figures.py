@@ -82,6 +82,36 @@ def curves(series: dict[str, list[float]], path, *, title: str, ylabel: str,
     return save(fig, path)
 
 
+def curve_panels(panels, path, *, suptitle: str, xlabel: str = "epoch") -> Path:
+    """Several line plots side by side: `panels` is a list of (title, series, ylabel)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False,
+                             layout="constrained")
+    for ax, (title, series, ylabel) in zip(axes[0], panels):
+        for name, values in series.items():
+            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(suptitle, fontsize=10)
+    return save(fig, path)
+
+
+def bars(groups: dict[str, list[float]], path, *, title: str, xlabel: str, ylabel: str,
+         labels=None) -> Path:
+    """Grouped bar chart: one colour per group (e.g. a model), one slot per index."""
+    n = max(len(v) for v in groups.values())
+    width = 0.8 / len(groups)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * n * len(groups) + 2), 3.6))
+    for g, (name, values) in enumerate(groups.items()):
+        ax.bar(np.arange(len(values)) + (g - (len(groups) - 1) / 2) * width, values, width,
+               label=name)
+    ax.set_xticks(range(n), labels if labels is not None else range(n), fontsize=7)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
 def prediction_grid(images, y_true, y_pred, class_names, path, *, title: str) -> Path:
     """Per class, up to three correct (top rows) and three wrong (bottom rows) predictions."""
     images = as_images(images)
@@ -142,6 +172,23 @@ def decoded_grid(images, path, *, extent, title: str, xlabel="z[0]", ylabel="z[1
     fig, ax = plt.subplots(figsize=(7, 7))
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, extent=extent, aspect="auto")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return save(fig, path)
+
+
+def code_map(image, codes, path, *, title: str) -> Path:
+    """An image beside the grid of discrete codes that stands for it, each cell labelled."""
+    codes = np.asarray(codes)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 4), layout="constrained")
+    left.imshow(as_images(np.asarray(image)[None])[0], cmap="gray", vmin=0, vmax=1)
+    left.set_title("input", fontsize=9)
+    right.imshow(codes, cmap="tab20", interpolation="nearest")
+    for (i, j), code in np.ndenumerate(codes):
+        right.text(j, i, str(code), ha="center", va="center", fontsize=8)
+    right.set_title("code indices", fontsize=9)
+    for ax in (left, right):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
     return save(fig, path)
 
 

@@ -43,3 +43,14 @@ def path_between(a, b, steps: int = 12) -> np.ndarray:
     """`steps` codes on the straight line from a to b (both ends included)."""
     t = np.linspace(0.0, 1.0, steps)[:, None]
     return ((1 - t) * np.asarray(a) + t * np.asarray(b)).astype(np.float32)
+
+
+def traversal_codes(base, values) -> np.ndarray:
+    """Latent traversals (Higgins et al. 2017, fig. 7): for each dimension j in turn, copies of
+    `base` with z[j] set to each of `values`, all else fixed. Returns (d * len(values), d),
+    one row of the picture per dimension."""
+    base = np.asarray(base, dtype=np.float32)
+    codes = np.repeat(base[None, None, :], len(base), axis=0).repeat(len(values), axis=1)
+    for j in range(len(base)):
+        codes[j, :, j] = values
+    return codes.reshape(-1, len(base))

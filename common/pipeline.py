@@ -31,3 +31,22 @@ def batches(x: np.ndarray, y: np.ndarray | None = None, *, batch_size: int,
     if reconstruct:
         ds = ds.map(lambda b: (b, b), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def labelled_inputs(x: np.ndarray, y: np.ndarray, num_classes: int, *, batch_size: int,
+                    shuffle: bool = True, seed: int = 0) -> tf.data.Dataset:
+    """Batches of `{"image": x, "label": one_hot(y)}` with no target: the input of a
+    conditional model that adds its own loss (e.g. the conditional VAE)."""
+    ds = batches(x, y.astype("int32"), batch_size=batch_size, shuffle=shuffle, seed=seed)
+    return ds.map(lambda images, labels: {"image": images,
+                                          "label": tf.one_hot(labels, num_classes)},
+                  num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def one_hot_sequences(codes: np.ndarray, num_classes: int, *, batch_size: int,
+                      shuffle: bool = True, seed: int = 0) -> tf.data.Dataset:
+    """Batches of `(one_hot(codes), codes)`: an autoregressive model's input and its targets
+    (e.g. a PixelCNN over VQ-VAE code grids). Integers are cached, one-hot made per batch."""
+    ds = batches(codes.astype("int32"), batch_size=batch_size, shuffle=shuffle, seed=seed)
+    return ds.map(lambda c: (tf.one_hot(c, num_classes), c),
+                  num_parallel_calls=tf.data.AUTOTUNE)

@@ -5,6 +5,8 @@ notes straight to file descriptor 2 while it loads, before `TF_CPP_MIN_LOG_LEVEL
 chapter's stderr should hold only what matters (an `error: ...` line for a user mistake), so
 the TF chapters import this module first: it points fd 2 at /dev/null for the duration of the
 import only. Python exceptions are unaffected (they are raised after stderr is restored).
+It also raises TensorFlow's Python logger to ERROR, which hides the "triggered tf.function
+retracing" advice that `predict` prints when a chapter scores several models in turn.
 Set TF_CPP_MIN_LOG_LEVEL=0 to see everything.
 """
 
@@ -22,3 +24,8 @@ if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") != "0" and "tensorflow" not in sy
         os.dup2(_saved, 2)
         os.close(_saved)
         os.close(_devnull)
+
+if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") != "0":
+    import tensorflow as _tf
+
+    _tf.get_logger().setLevel("ERROR")

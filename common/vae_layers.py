@@ -23,6 +23,7 @@ from keras import layers, ops
 
 PACKAGE = "common"
 EPSILON = 1e-7  # keeps log() finite where the decoder outputs exactly 0 or 1
+LOG_2PI = 1.8378770664093453  # log(2 pi)
 
 
 def kl_to_standard_normal(mean, log_var):
@@ -36,6 +37,11 @@ def bernoulli_nll(x, probabilities):
     p = ops.clip(ops.reshape(probabilities, (ops.shape(probabilities)[0], -1)),
                  EPSILON, 1.0 - EPSILON)
     return -ops.sum(x * ops.log(p) + (1.0 - x) * ops.log(1.0 - p), axis=-1)
+
+
+def gaussian_log_density(z, mean, log_var):
+    """log N(z; mean, exp(log_var)) per example, summed over dimensions."""
+    return -0.5 * ops.sum(LOG_2PI + log_var + ops.square(z - mean) / ops.exp(log_var), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -79,6 +85,40 @@ class VaeLossLayer(layers.Layer):
         reconstruction = bernoulli_nll(x, probabilities)
         kl = kl_to_standard_normal(mean, log_var)
         self.add_loss(ops.mean(reconstruction + self.beta * kl))
+        return probabilities
+
+    def get_config(self):
+        return {**super().get_config(), "beta": float(ops.convert_to_numpy(self.beta))}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class HierarchicalVaeLossLayer(layers.Layer):
+    """The negative ELBO of a two-level VAE  x <- z1 <- z2  with bottom-up inference
+    q(z1 | x) q(z2 | z1) (Tomczak 2022, "Deep Generative Modeling", sec. 4.5):
+
+        -ELBO = -log p(x | z1)                              reconstruction
+                + log q(z1 | x) - log p(z1 | z2)             KL of the first level
+                + KL(q(z2 | z1) || N(0, I))                  KL of the second level
+
+    z1 and z2 are the sampled values. The first KL is a one-sample Monte Carlo estimate: z2 is
+    drawn given z1, so KL(q(z1 | x) || p(z1 | z2)) in closed form would not be the ELBO's term.
+    The second is exact given z1. Both KL terms are weighted by `beta` (for annealing).
+
+    Inputs: [x, probabilities, z1, q1_mean, q1_log_var, p1_mean, p1_log_var, q2_mean,
+    q2_log_var]; output: the probabilities, unchanged.
+    """
+
+    def __init__(self, beta: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.beta = self.add_weight(shape=(), initializer=keras.initializers.Constant(beta),
+                                    trainable=False, name="beta")
+
+    def call(self, inputs):
+        x, probabilities, z1, q1_mean, q1_log_var, p1_mean, p1_log_var, q2_mean, q2_log_var = inputs
+        kl1 = (gaussian_log_density(z1, q1_mean, q1_log_var)
+               - gaussian_log_density(z1, p1_mean, p1_log_var))
+        kl2 = kl_to_standard_normal(q2_mean, q2_log_var)
+        self.add_loss(ops.mean(bernoulli_nll(x, probabilities) + self.beta * (kl1 + kl2)))
         return probabilities
 
     def get_config(self):

@@ -1,0 +1,236 @@
+"""Chapter 3: a hierarchical VAE with two stochastic layers, x <- z1 <- z2.
+
+One Gaussian layer asks a single N(0, I) to carry everything about an image. A hierarchical VAE
+stacks latents (Tomczak 2022, "Deep Generative Modeling", sec. 4.5): the generative model is
+
+    p(x, z1, z2) = p(x | z1) p(z1 | z2) p(z2),   p(z2) = N(0, I),
+
+so the prior of z1 is itself learned, and inference runs bottom-up, q(z1 | x) q(z2 | z1). The
+negative ELBO gains a second KL term (common.vae_layers.HierarchicalVaeLossLayer):
+
+    -ELBO = -log p(x | z1) + [log q(z1 | x) - log p(z1 | z2)] + KL(q(z2 | z1) || N(0, I)).
+
+Both models here share the bottom level (784 -> Dense 512 -> z1 of 16 -> Dense 512 -> 784); the
+hierarchical one adds z2 (8 dims) with two Dense(256) networks, about 2% more parameters. Both
+train with the same KL warm-up, optimiser, epochs and data. A known failure is visible in the
+numbers: the top layer can collapse (its KL near 0, no active units), and the model is then a
+one-level VAE with an extra learned layer in its prior.
+
+Run:  python chapters/ch3_hierarchical_vae.py [--dataset fashion_mnist]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `common` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
+from common import figures  # noqa: E402
+from common.atomic import save_model  # noqa: E402
+from common.cli import (epochs_for, make_parser, non_negative_int, parse,  # noqa: E402
+                        positive_float, run)
+from common.data import load  # noqa: E402
+from common.elbo import ACTIVE_THRESHOLD, ElboMonitor, elbo_report  # noqa: E402
+from common.pipeline import batches  # noqa: E402
+from common.results import write_metrics  # noqa: E402
+from common.training import cosine_adam, fit, seed_everything  # noqa: E402
+from common.vae_layers import (HierarchicalVaeLossLayer, KLAnnealing, Sampling,  # noqa: E402
+                               bernoulli_nll, gaussian_log_density, kl_to_standard_normal)
+from common.vae_models import (IMAGE_SHAPE, assemble_vae, dense_decoder,  # noqa: E402
+                               dense_encoder, dense_gaussian)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
+
+CHAPTER = "ch3_hierarchical_vae"
+Z1, Z2, HIDDEN, TOP_HIDDEN = 16, 8, 512, 256
+IMAGES_PER_MODEL = 1_200_000  # default budget: 20 epochs of 60,000 images (dense models)
+
+
+def build_one_level(seed: int | None = None) -> keras.Model:
+    """The baseline: x -> Dense 512 -> z (16) -> Dense 512 -> x."""
+    return assemble_vae(dense_encoder(Z1, hidden=HIDDEN), dense_decoder(Z1, hidden=HIDDEN),
+                        seed=seed, name="one_level")
+
+
+def build_two_level(seed: int | None = None) -> keras.Model:
+    """x -> q(z1 | x) -> z1 -> q(z2 | z1) -> z2;  z2 -> p(z1 | z2);  z1 -> p(x | z1)."""
+    image = keras.Input(IMAGE_SHAPE, name="image")
+    q1_mean, q1_log_var = dense_encoder(Z1, hidden=HIDDEN, name="encoder")(image)
+    z1 = Sampling(seed=seed, name="sample_z1")([q1_mean, q1_log_var])
+    q2_mean, q2_log_var = dense_gaussian(Z1, Z2, hidden=TOP_HIDDEN, name="encoder_z2")(z1)
+    z2 = Sampling(seed=None if seed is None else seed + 1, name="sample_z2")([q2_mean,
+                                                                              q2_log_var])
+    p1_mean, p1_log_var = dense_gaussian(Z2, Z1, hidden=TOP_HIDDEN, name="prior_z1")(z2)
+    probabilities = dense_decoder(Z1, hidden=HIDDEN, name="decoder")(z1)
+    output = HierarchicalVaeLossLayer(name="vae_loss")(
+        [image, probabilities, z1, q1_mean, q1_log_var, p1_mean, p1_log_var, q2_mean,
+         q2_log_var])
+    return keras.Model(image, output, name="two_level")
+
+
+@dataclass
+class TwoLevelReport:
+    """One-sample -ELBO terms per image of the two-level model (nats)."""
+    reconstruction: np.ndarray
+    kl1: np.ndarray
+    kl2: np.ndarray
+    z1_means: np.ndarray
+    z2_means: np.ndarray
+
+    @property
+    def kl(self) -> np.ndarray:
+        return self.kl1 + self.kl2
+
+    @property
+    def nelbo(self) -> float:
+        return float(np.mean(self.reconstruction + self.kl))
+
+    def summary(self) -> dict:
+        return {"test_nelbo_nats": round(self.nelbo, 2),
+                "test_reconstruction_nats": round(float(self.reconstruction.mean()), 2),
+                "test_kl_nats": round(float(self.kl.mean()), 2),
+                "test_kl_z1_nats": round(float(self.kl1.mean()), 2),
+                "test_kl_z2_nats": round(float(self.kl2.mean()), 2),
+                "active_units_z1": int((self.z1_means.var(axis=0) > ACTIVE_THRESHOLD).sum()),
+                "active_units_z2": int((self.z2_means.var(axis=0) > ACTIVE_THRESHOLD).sum())}
+
+
+def _gaussian_sample(rng, mean, log_var):
+    return mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape).astype("float32")
+
+
+def _numpy(tensor) -> np.ndarray:
+    return np.asarray(ops.convert_to_numpy(tensor), np.float64)
+
+
+def score_two_level(model: keras.Model, x: np.ndarray, _condition=None,
+                    seed: int = 0) -> TwoLevelReport:
+    """The same terms as the loss layer, computed with the trained parts on `x`."""
+    rng = np.random.default_rng(seed)
+    q1_mean, q1_log_var = model.get_layer("encoder").predict(x, batch_size=500, verbose=0)
+    z1 = _gaussian_sample(rng, q1_mean, q1_log_var)
+    q2_mean, q2_log_var = model.get_layer("encoder_z2").predict(z1, batch_size=500, verbose=0)
+    z2 = _gaussian_sample(rng, q2_mean, q2_log_var)
+    p1_mean, p1_log_var = model.get_layer("prior_z1").predict(z2, batch_size=500, verbose=0)
+    probabilities = model.get_layer("decoder").predict(z1, batch_size=500, verbose=0)
+    kl1 = (_numpy(gaussian_log_density(z1, q1_mean, q1_log_var))
+           - _numpy(gaussian_log_density(z1, p1_mean, p1_log_var)))
+    return TwoLevelReport(_numpy(bernoulli_nll(x, probabilities)), kl1,
+                          _numpy(kl_to_standard_normal(q2_mean, q2_log_var)), q1_mean, q2_mean)
+
+
+def sample_two_level(model: keras.Model, z2: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Ancestral sampling: z2 -> z1 ~ p(z1 | z2) -> decoder's pixel probabilities."""
+    p1_mean, p1_log_var = model.get_layer("prior_z1").predict(z2, verbose=0)
+    z1 = _gaussian_sample(np.random.default_rng(seed), p1_mean, p1_log_var)
+    return model.get_layer("decoder").predict(z1, verbose=0)
+
+
+def main(argv=None) -> int:
+    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128)
+    parser.add_argument("--kl-anneal", type=non_negative_int, default=3,
+                        help="raise beta from 0 to 1 over this many epochs, for both models "
+                             "(default 3; 0 trains with beta = 1 throughout)")
+    parser.add_argument("--learning-rate", type=positive_float, default=1e-3,
+                        help="Adam's initial step size, cosine-decayed to 0 (default 1e-3)")
+    args = parse(parser, argv)
+    models = {"one_level": build_one_level(args.seed), "two_level": build_two_level(args.seed)}
+    for model in models.values():
+        model.summary(line_length=110)
+    if args.summary:
+        return 0
+
+    start = time.perf_counter()
+    seed_everything(args.seed)
+    data = load(args.dataset, limit=args.limit)
+    print(data.describe())
+    args.epochs = epochs_for(args, len(data.x_train), images=IMAGES_PER_MODEL)
+    steps = args.epochs * (len(data.x_train) // args.batch_size)
+    monitored = data.x_test[:2000]
+    scorers = {"one_level": lambda m, x, c, s: elbo_report(m.get_layer("encoder"),
+                                                           m.get_layer("decoder"), x, seed=s),
+               "two_level": score_two_level}
+    runs, reports = {}, {}
+    for name, model in models.items():
+        seed_everything(args.seed)
+        model.compile(optimizer=cosine_adam(args.learning_rate, steps))
+        if args.kl_anneal:  # start at beta = 0; the callback raises it from the first epoch
+            model.get_layer("vae_loss").beta.assign(0.0)
+        callbacks = [ElboMonitor(monitored, score=scorers[name])]
+        if args.kl_anneal:
+            callbacks.append(KLAnnealing("vae_loss", 1.0, args.kl_anneal))
+        print(f"\n== {name} ({model.count_params():,} parameters) ==")
+        runs[name] = fit(model, batches(data.x_train, batch_size=args.batch_size,
+                                        seed=args.seed),
+                         epochs=args.epochs, batch_size=args.batch_size, out=args.out,
+                         tag=name, callbacks=callbacks, nan_hint="try a lower --learning-rate")
+        reports[name] = scorers[name](model, data.x_test, None, args.seed)
+
+    one, two = reports["one_level"], reports["two_level"]
+    results = {
+        "one_level": {**one.summary(), "params": models["one_level"].count_params(),
+                      "train_images_per_s": round(runs["one_level"].images_per_second or 0)},
+        "two_level": {**two.summary(), "params": models["two_level"].count_params(),
+                      "train_images_per_s": round(runs["two_level"].images_per_second or 0)}}
+    print(f"\ntest -ELBO, nats per image: one level {one.nelbo:.2f} "
+          f"(reconstruction {one.reconstruction.mean():.2f} + KL {one.kl.mean():.2f}, "
+          f"{results['one_level']['active_units']}/{Z1} active units)")
+    print(f"                          two levels {two.nelbo:.2f} "
+          f"(reconstruction {two.reconstruction.mean():.2f} + KL z1 {two.kl1.mean():.2f} "
+          f"+ KL z2 {two.kl2.mean():.2f}; active units z1 "
+          f"{results['two_level']['active_units_z1']}/{Z1}, z2 "
+          f"{results['two_level']['active_units_z2']}/{Z2})")
+    print(f"difference (two - one): {two.nelbo - one.nelbo:+.2f} nats per image")
+
+    _figures(args.out, data, models, runs, reports, args.seed)
+    for name, model in models.items():
+        save_model(model, args.out / f"{name}.keras")
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
+                  wall_seconds=time.perf_counter() - start, models=results,
+                  extra={"kl_anneal_epochs": args.kl_anneal,
+                         "two_minus_one_nelbo_nats": round(two.nelbo - one.nelbo, 2)})
+    print(f"\nFigures, models and metrics.json are in {args.out}/ (start with samples.png)")
+    return 0
+
+
+def _figures(out, data, models, runs, reports, seed) -> None:
+    rng = np.random.default_rng(seed)
+    one, two = models["one_level"], models["two_level"]
+    z = rng.standard_normal((30, Z1)).astype("float32")
+    z2 = rng.standard_normal((30, Z2)).astype("float32")
+    figures.image_grid(np.concatenate([one.get_layer("decoder").predict(z, verbose=0),
+                                       sample_two_level(two, z2, seed)]),
+                       out / "samples.png", ncols=10,
+                       row_labels=["one level"] * 3 + ["two levels"] * 3,
+                       suptitle="New images: z ~ N(0, I) (top) and z2 ~ N(0, I), "
+                                "z1 ~ p(z1 | z2) (bottom)")
+    tops = np.repeat(rng.standard_normal((6, Z2)).astype("float32"), 10, axis=0)
+    figures.image_grid(sample_two_level(two, tops, seed + 1), out / "fixed_z2.png", ncols=10,
+                       row_labels=[f"z2 #{i + 1}" for i in range(6)],
+                       suptitle="Two levels: one z2 per row, a fresh z1 ~ p(z1 | z2) per "
+                                "image: what the top layer decides")
+    picks = np.concatenate([np.flatnonzero(data.y_test == c)[:1]
+                            for c in range(data.num_classes)])
+    x = data.x_test[picks]
+    figures.image_grid(np.concatenate([x, one.get_layer("decoder").predict(
+                           reports["one_level"].means[picks], verbose=0),
+                                       two.get_layer("decoder").predict(
+                           reports["two_level"].z1_means[picks], verbose=0)]),
+                       out / "reconstructions.png", ncols=len(picks),
+                       row_labels=["input", "one level", "two levels"],
+                       suptitle="Test images and their reconstructions (decoded q(z1 | x) mean)")
+    figures.curve_panels(
+        [("held-out -ELBO", {n: runs[n].history["val_nelbo"] for n in runs}, "nats per image"),
+         ("held-out KL", {n: runs[n].history["val_kl"] for n in runs}, "nats per image")],
+        out / "nelbo_curves.png", suptitle="One level against two levels")
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

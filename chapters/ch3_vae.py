@@ -1,0 +1,234 @@
+"""Chapter 3: the VAE in the course's form, with its loss added by a layer, beta and KL annealing.
+
+Chapter 2's book-form VAE smuggled mean and log variance through the model output so that a
+Keras loss could see them. Here a layer does the bookkeeping instead: `VaeLossLayer` receives
+the image, the decoder's Bernoulli pixel probabilities, mean and log variance, and registers
+
+    -ELBO = sum over pixels of BCE(x, p(x | z))  +  beta * KL(q(z | x) || N(0, I))
+
+with `self.add_loss` (Kingma & Welling 2014, eq. 10), so the model compiles with no loss and
+trains with `fit(x)`. Five models train on the same data with the same optimiser and epochs:
+
+- `dense`: the course's encoder and decoder with one hidden Dense(512) layer each;
+- `dense_annealed`: the same, with beta raised from 0 to its target over the first
+  `--kl-anneal` epochs (Bowman et al. 2016): the decoder first learns to use z, then the KL
+  term pulls the posteriors towards the prior;
+- `conv`: two stride-2 convolutions and a Dense(256) layer before the latent heads;
+- `keras_io_reference`: the keras.io VAE example's architecture (Dense(16) before the heads),
+  the bar `conv` must meet: a test negative ELBO at least as good;
+- `conv_beta<B>`: `conv` with beta = `--contrast-beta` (a beta-VAE, Higgins et al. 2017). The
+  stronger pull to the prior switches off dimensions the data does not need and makes the
+  remaining ones vary more independently: compare its latent traversals with `conv`'s.
+
+Every model is judged with beta = 1 on the test set: negative ELBO in nats per image, its
+reconstruction and KL parts, KL per latent dimension and the number of active units (a
+dimension with KL ~ 0 is ignored by the decoder: posterior collapse made visible).
+
+Pixel intensities in [0, 1] are used as Bernoulli targets, as the course does; for grey-level
+images that is not a normalised likelihood, so compare these nats between models on the same
+data, not with published binarised-MNIST numbers.
+
+Run:  python chapters/ch3_vae.py [--dataset fashion_mnist] [--latent-dim 10] [--beta 1]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `common` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
+from common import figures  # noqa: E402
+from common.atomic import save_model  # noqa: E402
+from common.cli import (epochs_for, make_parser, non_negative_float,  # noqa: E402
+                        non_negative_int, parse, positive_float, positive_int, run)
+from common.data import load  # noqa: E402
+from common.elbo import ElboMonitor, elbo_report  # noqa: E402
+from common.latent import traversal_codes  # noqa: E402
+from common.pipeline import batches  # noqa: E402
+from common.results import write_metrics  # noqa: E402
+from common.training import cosine_adam, fit, seed_everything  # noqa: E402
+from common.vae_layers import KLAnnealing  # noqa: E402
+from common.vae_models import (assemble_vae, conv_decoder, conv_encoder,  # noqa: E402
+                               dense_decoder, dense_encoder)
+
+import numpy as np  # noqa: E402
+
+CHAPTER = "ch3_vae"
+IMAGES_PER_MODEL = 300_000  # default budget: 5 epochs of 60,000 images per model
+MONITORED_TEST_IMAGES = 2_000  # held-out images scored after every epoch
+REFERENCE_HIDDEN = 16  # the keras.io example's Dense layer before the latent heads
+CONV_HIDDEN = 256
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One model of the comparison: its architecture, beta and annealing epochs."""
+    name: str
+    family: str  # "dense" or "conv"
+    hidden: int
+    beta: float
+    anneal_epochs: int = 0
+
+
+def build(spec: Spec, latent_dim: int, seed: int | None = None):
+    """The add_loss VAE for `spec` (encoder and decoder are its layers `encoder`, `decoder`)."""
+    if spec.family == "dense":
+        encoder = dense_encoder(latent_dim, hidden=spec.hidden)
+        decoder = dense_decoder(latent_dim, hidden=spec.hidden)
+    else:
+        encoder = conv_encoder(latent_dim, hidden=spec.hidden)
+        decoder = conv_decoder(latent_dim)
+    start_beta = 0.0 if spec.anneal_epochs else spec.beta
+    return assemble_vae(encoder, decoder, beta=start_beta, seed=seed, name=spec.name)
+
+
+def specs(beta: float, contrast_beta: float, anneal_epochs: int) -> list[Spec]:
+    """The models one run trains (the annealed and contrast models only when asked for)."""
+    chosen = [Spec("dense", "dense", 512, beta)]
+    if anneal_epochs:
+        chosen.append(Spec("dense_annealed", "dense", 512, beta, anneal_epochs))
+    chosen += [Spec("conv", "conv", CONV_HIDDEN, beta),
+               Spec("keras_io_reference", "conv", REFERENCE_HIDDEN, 1.0)]
+    if contrast_beta:
+        chosen.append(Spec(f"conv_beta{contrast_beta:g}", "conv", CONV_HIDDEN, contrast_beta))
+    return chosen
+
+
+def main(argv=None) -> int:
+    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128)
+    parser.add_argument("--latent-dim", type=positive_int, default=10,
+                        help="size of z for every model (default 10)")
+    parser.add_argument("--beta", type=non_negative_float, default=1.0,
+                        help="KL weight of the dense and conv models (default 1)")
+    parser.add_argument("--contrast-beta", type=non_negative_float, default=4.0,
+                        help="also train conv with this beta, for the traversals; 0 skips it "
+                             "(default 4)")
+    parser.add_argument("--kl-anneal", type=non_negative_int, default=3,
+                        help="also train the dense model with beta raised from 0 over this "
+                             "many epochs; 0 skips it (default 3)")
+    parser.add_argument("--learning-rate", type=positive_float, default=1e-3,
+                        help="Adam's initial step size, cosine-decayed to 0 (default 1e-3)")
+    args = parse(parser, argv)
+    chosen = specs(args.beta, args.contrast_beta, args.kl_anneal)
+    models = {s.name: build(s, args.latent_dim, seed=args.seed) for s in chosen}
+    for name in ("dense", "conv", "keras_io_reference"):
+        models[name].get_layer("encoder").summary()
+        models[name].get_layer("decoder").summary()
+    models["conv"].summary(line_length=110)
+    if args.summary:
+        return 0
+
+    start = time.perf_counter()
+    seed_everything(args.seed)
+    data = load(args.dataset, limit=args.limit)
+    print(data.describe())
+    args.epochs = epochs_for(args, len(data.x_train), images=IMAGES_PER_MODEL)
+    print(f"training {len(models)} models for {args.epochs} epochs each")
+    steps = args.epochs * (len(data.x_train) // args.batch_size)
+    monitored = data.x_test[:MONITORED_TEST_IMAGES]
+
+    runs, reports = {}, {}
+    for spec in chosen:
+        model = models[spec.name]
+        seed_everything(args.seed)  # every model starts from the same shuffling order
+        model.compile(optimizer=cosine_adam(args.learning_rate, steps))
+        callbacks = [ElboMonitor(monitored)]
+        if spec.anneal_epochs:
+            callbacks.append(KLAnnealing("vae_loss", target=spec.beta,
+                                         epochs=spec.anneal_epochs))
+        print(f"\n== {spec.name} (beta {spec.beta:g}"
+              f"{f', annealed over {spec.anneal_epochs} epochs' if spec.anneal_epochs else ''}"
+              f", {model.count_params():,} parameters) ==")
+        train = batches(data.x_train, batch_size=args.batch_size, seed=args.seed)
+        runs[spec.name] = fit(model, train, epochs=args.epochs, batch_size=args.batch_size,
+                              out=args.out, tag=spec.name, callbacks=callbacks,
+                              nan_hint="try a lower --learning-rate or --beta")
+        reports[spec.name] = elbo_report(model.get_layer("encoder"),
+                                         model.get_layer("decoder"), data.x_test,
+                                         seed=args.seed)
+
+    results = {}
+    print(f"\n{'model':<22}{'params':>10}{'-ELBO':>9}{'recon':>9}{'KL':>7}{'active':>8}"
+          f"{'img/s':>8}   (test set, nats per image, beta = 1)")
+    for spec in chosen:
+        r = {**reports[spec.name].summary(), "beta": spec.beta,
+             "kl_anneal_epochs": spec.anneal_epochs, "params": models[spec.name].count_params(),
+             "train_images_per_s": round(runs[spec.name].images_per_second or 0),
+             "train_seconds": round(runs[spec.name].wall_seconds, 1)}
+        results[spec.name] = r
+        print(f"{spec.name:<22}{r['params']:>10,}{r['test_nelbo_nats']:>9.2f}"
+              f"{r['test_reconstruction_nats']:>9.2f}{r['test_kl_nats']:>7.2f}"
+              f"{r['active_units']:>5}/{r['latent_dim']:<2}{r['train_images_per_s']:>8,}")
+    gap = results["conv"]["test_nelbo_nats"] - results["keras_io_reference"]["test_nelbo_nats"]
+    verdict = "meets" if gap <= 0 else "misses"
+    print(f"conv vs the keras.io reference: {gap:+.2f} nats per image ({verdict} the bar: "
+          "at least as good)")
+
+    _figures(args.out, data, chosen, models, reports, runs, args.latent_dim)
+    for name, model in models.items():
+        save_model(model, args.out / f"{name}.keras")
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
+                  wall_seconds=time.perf_counter() - start, models=results,
+                  extra={"latent_dim": args.latent_dim, "learning_rate": args.learning_rate,
+                         "conv_minus_reference_nelbo_nats": round(gap, 2)})
+    print(f"\nFigures, models and metrics.json are in {args.out}/ "
+          "(start with traversals_conv.png and kl_per_dimension.png)")
+    return 0
+
+
+def _figures(out, data, chosen, models, reports, runs, latent_dim) -> None:
+    names = [s.name for s in chosen]
+    picks = np.concatenate([np.flatnonzero(data.y_test == c)[:1]
+                            for c in range(data.num_classes)])
+    x = data.x_test[picks]
+    rows = [x] + [models[n].get_layer("decoder").predict(reports[n].means[picks], verbose=0)
+                  for n in names]
+    figures.image_grid(np.concatenate(rows), out / "reconstructions.png", ncols=len(picks),
+                       row_labels=["input", *names],
+                       suptitle="Test images and their reconstructions (decoded posterior mean)")
+    prior = np.random.default_rng(0).standard_normal((10, latent_dim)).astype("float32")
+    figures.image_grid(np.concatenate([models[n].get_layer("decoder").predict(prior, verbose=0)
+                                       for n in names]), out / "samples.png", ncols=10,
+                       row_labels=names, suptitle="New images: the same 10 draws z ~ N(0, I) "
+                                                  "decoded by each model")
+    values = np.linspace(-3, 3, 11).astype("float32")
+    for name in [n for n in names if n.startswith("conv")]:
+        kl = reports[name].kl_per_dim.mean(axis=0)
+        order = np.argsort(-kl)  # most informative dimension on top
+        base = reports[name].means[picks[0]]
+        codes = traversal_codes(base, values).reshape(latent_dim, len(values), latent_dim)
+        images = models[name].get_layer("decoder").predict(codes[order].reshape(-1, latent_dim),
+                                                           verbose=0)
+        figures.image_grid(images, out / f"traversals_{name}.png", ncols=len(values),
+                           row_labels=[f"z{j} KL {kl[j]:.2f}" for j in order],
+                           titles=[f"{v:+.1f}" if i < len(values) else ""
+                                   for i, v in enumerate(np.tile(values, latent_dim))],
+                           suptitle=f"{name}: one latent dimension varied per row (-3..3), "
+                                    "the rest at one image's posterior mean")
+    figures.bars({n: np.sort(reports[n].kl_per_dim.mean(axis=0))[::-1].tolist() for n in names},
+                 out / "kl_per_dimension.png", title="KL per latent dimension (test set); "
+                                                     "~0 means the dimension is unused",
+                 xlabel="latent dimensions, sorted by KL", ylabel="nats per image")
+    dense = [s for s in chosen if s.family == "dense"]
+    betas = {s.name: runs[s.name].history.get("beta", [s.beta] * len(runs[s.name].history["loss"]))
+             for s in dense}
+    figures.curve_panels(
+        [("beta during training", betas, "beta"),
+         ("held-out KL", {s.name: runs[s.name].history["val_kl"] for s in dense},
+          "nats per image"),
+         ("held-out reconstruction", {s.name: runs[s.name].history["val_reconstruction"]
+                                      for s in dense}, "nats per image")],
+        out / "kl_annealing.png", suptitle="KL annealing: dense VAE with and without a beta "
+                                           "warm-up")
+    figures.curves({n: runs[n].history["val_nelbo"] for n in names}, out / "nelbo_curves.png",
+                   title="Held-out negative ELBO per epoch (beta = 1)",
+                   ylabel="nats per image")
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

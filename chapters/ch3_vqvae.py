@@ -1,0 +1,258 @@
+"""Chapter 3: the VQ-VAE (van den Oord et al. 2017) and a PixelCNN prior over its codes.
+
+Instead of a Gaussian z, the encoder's 7x7 grid of vectors is snapped to the nearest of K
+learned codebook vectors, so every image becomes a 7x7 grid of integers in 0..K-1 (49 * log2 K
+bits), and the decoder rebuilds the image from those codes (common.vector_quantizer: nearest
+neighbour, straight-through gradient, codebook and commitment losses, random restarts of dead
+codes). Training minimises
+
+    mean squared pixel error + codebook loss + 0.25 * commitment loss.
+
+A VQ-VAE trained this way has no prior to sample from: its "prior" is uniform and fixed during
+training. The second stage fits one: a PixelCNN (common.pixelcnn) learns p(code grid) over the
+training images' codes, autoregressively, and new images are its samples, decoded. The run
+compares it with the simplest alternative, drawing every position independently from that
+position's code frequencies, to show what modelling the dependencies buys.
+
+Bars: at most 10% of the codebook dead after training; test MSE better than chapter 2's
+2-D CNN autoencoder's on the same data.
+
+Run:  python chapters/ch3_vqvae.py [--dataset fashion_mnist] [--codes 64]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `common` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
+from common import figures  # noqa: E402
+from common.atomic import save_model  # noqa: E402
+from common.classifier import FeatureClassifier  # noqa: E402
+from common.cli import (epochs_for, make_parser, parse, positive_float,  # noqa: E402
+                        positive_int, run)
+from common.data import load  # noqa: E402
+from common.pipeline import batches, one_hot_sequences  # noqa: E402
+from common.pixelcnn import build_pixelcnn, sample  # noqa: E402
+from common.results import write_metrics  # noqa: E402
+from common.training import cosine_adam, fit, seed_everything  # noqa: E402
+from common.vector_quantizer import CodebookRestart, VectorQuantizer, usage  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+CHAPTER = "ch3_vqvae"
+GRID = (7, 7)
+IMAGES = 300_000  # VQ-VAE budget: 5 epochs of 60,000 images
+PRIOR_IMAGES = 600_000  # PixelCNN budget: 10 epochs of 60,000 code grids
+DEAD_BAR = 0.10
+SCORED_SAMPLES = 1_000
+
+
+def build_encoder(code_dim: int) -> keras.Model:
+    """28x28x1 -> Conv2D 32, 64 (stride 2) -> 1x1 Conv2D to a 7x7 grid of code_dim vectors."""
+    return keras.Sequential([
+        keras.Input((28, 28, 1)),
+        layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv_1"),
+        layers.Conv2D(64, 3, strides=2, padding="same", activation="relu", name="conv_2"),
+        layers.Conv2D(code_dim, 1, name="to_code_space"),
+    ], name="encoder")
+
+
+def build_decoder(code_dim: int) -> keras.Model:
+    """7x7 grid of code vectors -> Conv2D 64 -> Conv2DTranspose 32, 32 (stride 2) -> sigmoid."""
+    return keras.Sequential([
+        keras.Input((*GRID, code_dim)),
+        layers.Conv2D(64, 3, padding="same", activation="relu", name="conv"),
+        layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu",
+                               name="deconv_1"),
+        layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu",
+                               name="deconv_2"),
+        layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="pixels"),
+    ], name="decoder")
+
+
+def build_vqvae(num_codes: int = 64, code_dim: int = 16) -> keras.Model:
+    image = keras.Input((28, 28, 1), name="image")
+    quantized = VectorQuantizer(num_codes, code_dim, name="quantizer")(
+        build_encoder(code_dim)(image))
+    return keras.Model(image, build_decoder(code_dim)(quantized), name="vqvae")
+
+
+def encode(vqvae: keras.Model, x: np.ndarray) -> np.ndarray:
+    """Images -> (N, 7, 7) integer code grids."""
+    z_e = vqvae.get_layer("encoder").predict(x, batch_size=512, verbose=0)
+    return ops.convert_to_numpy(vqvae.get_layer("quantizer").codes(z_e)).astype("int64")
+
+
+def decode(vqvae: keras.Model, codes: np.ndarray) -> np.ndarray:
+    """(N, 7, 7) code grids -> images."""
+    vectors = ops.convert_to_numpy(vqvae.get_layer("quantizer").lookup(codes))
+    return vqvae.get_layer("decoder").predict(vectors, batch_size=512, verbose=0)
+
+
+def independent_positions(train_codes: np.ndarray, num_codes: int) -> np.ndarray:
+    """The baseline prior: per position, the codes' frequencies in the training set
+    (add-one smoothed). Returns (7, 7, K) probabilities."""
+    one_hot = np.eye(num_codes)[train_codes]
+    counts = one_hot.sum(axis=0) + 1.0
+    return counts / counts.sum(axis=-1, keepdims=True)
+
+
+def main(argv=None) -> int:
+    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
+                         epochs_help="VQ-VAE training epochs")
+    parser.add_argument("--codes", type=positive_int, default=64,
+                        help="codebook size K (default 64)")
+    parser.add_argument("--code-dim", type=positive_int, default=16,
+                        help="length of each codebook vector (default 16)")
+    parser.add_argument("--prior-epochs", type=positive_int, default=None,
+                        help="PixelCNN training epochs (default: scaled to the data size)")
+    parser.add_argument("--learning-rate", type=positive_float, default=2e-3,
+                        help="Adam's initial step size for both stages, cosine-decayed "
+                             "(default 2e-3)")
+    args = parse(parser, argv)
+    if args.codes < 2:
+        parser.error("--codes must be at least 2")
+    vqvae = build_vqvae(args.codes, args.code_dim)
+    prior = build_pixelcnn(args.codes, GRID)
+    vqvae.get_layer("encoder").summary()
+    vqvae.get_layer("decoder").summary()
+    vqvae.summary(line_length=100)
+    prior.summary(line_length=100)
+    if args.summary:
+        return 0
+
+    start = time.perf_counter()
+    seed_everything(args.seed)
+    data = load(args.dataset, limit=args.limit)
+    print(data.describe())
+    args.epochs = epochs_for(args, len(data.x_train), images=IMAGES)
+    prior_epochs = 1 if args.quick else (args.prior_epochs or
+                                          epochs_for(args, len(data.x_train), images=PRIOR_IMAGES))
+    steps = len(data.x_train) // args.batch_size
+
+    print(f"\n== stage 1: VQ-VAE, {args.epochs} epochs ==")
+    vqvae.compile(optimizer=cosine_adam(args.learning_rate, args.epochs * steps), loss="mse")
+    restart = CodebookRestart(data.x_train[:4096], seed=args.seed)
+    vq_run = fit(vqvae, batches(data.x_train, batch_size=args.batch_size, seed=args.seed,
+                                reconstruct=True),
+                 epochs=args.epochs, batch_size=args.batch_size, out=args.out, tag="vqvae",
+                 callbacks=[restart], nan_hint="try a lower --learning-rate")
+    test_codes, train_codes = encode(vqvae, data.x_test), encode(vqvae, data.x_train)
+    recon = decode(vqvae, test_codes)
+    mse = float(np.mean(np.square(recon - data.x_test)))
+    used = usage(test_codes, args.codes)
+    dead_share = used["dead"] / args.codes
+    print(f"VQ-VAE test MSE {mse:.4f} per pixel; {used['dead']} of {args.codes} codes dead on "
+          f"the test set ({dead_share:.0%}, bar <= {DEAD_BAR:.0%}); perplexity "
+          f"{used['perplexity']:.1f}")
+
+    print(f"\n== stage 2: PixelCNN prior over the 7x7 codes, {prior_epochs} epochs ==")
+    prior.compile(optimizer=cosine_adam(args.learning_rate / 2, prior_epochs * steps),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    prior_run = fit(prior, one_hot_sequences(train_codes, args.codes,
+                                             batch_size=args.batch_size, seed=args.seed),
+                    epochs=prior_epochs, batch_size=args.batch_size, out=args.out,
+                    tag="pixelcnn", nan_hint="try a lower --learning-rate")
+    positions = GRID[0] * GRID[1]
+    nll = positions * float(prior.evaluate(np.eye(args.codes, dtype="float32")[test_codes],
+                                           test_codes, batch_size=512, verbose=0))
+    marginals = independent_positions(train_codes, args.codes)
+    grid_index = np.indices(GRID)
+    baseline = float(-np.mean(np.log(marginals[grid_index[0], grid_index[1], test_codes])
+                              .sum(axis=(1, 2))))
+    print(f"test NLL of the codes: PixelCNN {nll:.1f} nats per image, independent positions "
+          f"{baseline:.1f}, uniform {positions * np.log(args.codes):.1f}")
+
+    sampled = sample(prior, SCORED_SAMPLES, seed=args.seed)
+    rng = np.random.default_rng(args.seed)
+    cumulative = marginals.cumsum(axis=-1)
+    draws = rng.uniform(size=(SCORED_SAMPLES, *GRID, 1))
+    independent = np.minimum((draws > cumulative).sum(axis=-1), args.codes - 1)
+    pixelcnn_images, independent_images = decode(vqvae, sampled), decode(vqvae, independent)
+    judge = FeatureClassifier.for_dataset(data, args.out.parent, seed=args.seed)
+    fid_prior = judge.fid(data.x_test, pixelcnn_images)
+    fid_independent = judge.fid(data.x_test, independent_images)
+    print(f"classifier FID of {SCORED_SAMPLES} samples: PixelCNN prior {fid_prior:.2f}, "
+          f"independent positions {fid_independent:.2f}")
+
+    ch2 = _chapter2_mse(args.out.parent / "ch2_vae" / "metrics.json", data.name)
+    if ch2 is not None:
+        print(f"chapter 2's 2-D CNN autoencoder on {data.name}: MSE {ch2:.4f} on the 28x28 "
+              f"centre; VQ-VAE {mse:.4f} ({'better' if mse < ch2 else 'not better'})")
+    _figures(args.out, data, recon, test_codes, used, pixelcnn_images, independent_images,
+             vq_run, prior_run, args.codes)
+    save_model(vqvae, args.out / "vqvae.keras")
+    save_model(prior, args.out / "pixelcnn.keras")
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
+                  wall_seconds=time.perf_counter() - start, models={
+                      "vqvae": {"test_mse": round(mse, 5), "dead_codes": used["dead"],
+                                "dead_share": round(dead_share, 4), "dead_bar": DEAD_BAR,
+                                "perplexity": round(used["perplexity"], 2),
+                                "codes": args.codes, "code_dim": args.code_dim,
+                                "ch2_cnn_autoencoder_test_mse_28x28": ch2,
+                                "params": vqvae.count_params(),
+                                "train_images_per_s": round(vq_run.images_per_second or 0),
+                                "train_seconds": round(vq_run.wall_seconds, 1)},
+                      "pixelcnn": {"test_nll_nats_per_image": round(nll, 2),
+                                   "independent_positions_nll": round(baseline, 2),
+                                   "uniform_nll": round(positions * float(np.log(args.codes)), 2),
+                                   "classifier_fid": round(fid_prior, 3),
+                                   "independent_positions_fid": round(fid_independent, 3),
+                                   "epochs": prior_epochs, "params": prior.count_params(),
+                                   "train_images_per_s": round(prior_run.images_per_second or 0),
+                                   "train_seconds": round(prior_run.wall_seconds, 1)}})
+    print(f"\nFigures, models and metrics.json are in {args.out}/ "
+          "(start with samples.png and code_grid.png)")
+    return 0
+
+
+def _chapter2_mse(path: Path, dataset: str) -> float | None:
+    """Chapter 2's CNN autoencoder test MSE on the 28x28 centre, if it ran on the same data."""
+    try:
+        record = json.loads(path.read_text())
+        if record["dataset"]["name"] == dataset and not record["quick"]:
+            return float(record["models"]["cnn_autoencoder"]["test_mse_28x28"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _figures(out, data, recon, codes, used, pixelcnn_images, independent_images, vq_run,
+             prior_run, num_codes) -> None:
+    picks = np.concatenate([np.flatnonzero(data.y_test == c)[:1]
+                            for c in range(data.num_classes)])
+    figures.image_grid(np.concatenate([data.x_test[picks], recon[picks]]),
+                       out / "reconstructions.png", ncols=len(picks),
+                       row_labels=["input", "VQ-VAE"],
+                       suptitle="Test images rebuilt from 49 discrete codes each")
+    figures.code_map(data.x_test[picks[0]], codes[picks[0]], out / "code_grid.png",
+                     title="One test image and the 7x7 code indices the decoder rebuilds it from")
+    share = np.sort(used["counts"])[::-1] / used["counts"].sum()
+    figures.bars({"test set": share.tolist()}, out / "codebook_usage.png",
+                 title=f"Codebook usage: perplexity {used['perplexity']:.1f} of {num_codes}, "
+                       f"{used['dead']} dead", xlabel="codes, most used first",
+                 ylabel="share of positions", labels=[""] * num_codes)
+    figures.image_grid(np.concatenate([pixelcnn_images[:40], independent_images[:20]]),
+                       out / "samples.png", ncols=10,
+                       row_labels=["PixelCNN"] * 4 + ["independent"] * 2,
+                       suptitle="New images: codes from the PixelCNN prior (top four rows) "
+                                "and drawn position by position independently (bottom two)")
+    figures.curve_panels(
+        [("VQ-VAE", {"train MSE + VQ losses": vq_run.history["loss"]}, "loss"),
+         ("dead codes before each restart", {"dead codes": vq_run.history["dead_codes"]},
+          "codes"),
+         ("PixelCNN", {"train cross-entropy": prior_run.history["loss"]},
+          "nats per position")],
+        out / "loss_curves.png", suptitle="Training curves")
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
