@@ -83,12 +83,15 @@ def curves(series: dict[str, list[float]], path, *, title: str, ylabel: str,
 
 
 def curve_panels(panels, path, *, suptitle: str, xlabel: str = "epoch") -> Path:
-    """Several line plots side by side: `panels` is a list of (title, series, ylabel)."""
+    """Several line plots side by side: `panels` is a list of (title, series, ylabel), each
+    optionally with a 4th item {label: y} of dashed reference lines."""
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False,
                              layout="constrained")
-    for ax, (title, series, ylabel) in zip(axes[0], panels):
+    for ax, (title, series, ylabel, *rest) in zip(axes[0], panels):
         for name, values in series.items():
             ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
+        for (label, y), style in zip((rest[0] if rest else {}).items(), ("--", ":", "-.")):
+            ax.axhline(y, color="gray", linestyle=style, linewidth=1, label=label)
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

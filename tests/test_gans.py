@@ -1,0 +1,132 @@
+"""The shared GAN step, the DCGAN/CGAN networks, pix2pix, and the chapter-4 scripts."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from chapters import ch4_cgan, ch4_dcgan, ch4_pix2pix as p2p
+from common.gan import write_gif
+from common.gan_models import build_discriminator, build_generator
+from tests.conftest import run_script
+
+
+def test_networks_have_the_documented_shapes_and_sizes():
+    g, d = build_generator(100), build_discriminator()
+    assert g.output_shape == (None, 28, 28, 1) and d.output_shape == (None, 1)
+    # Dense 100 -> 6272 (no bias) + BN, ConvT 128->64 (4x4, no bias) + BN, ConvT 64->1 + bias.
+    assert g.count_params() == 100 * 6272 + 4 * 6272 + 16 * 128 * 64 + 4 * 64 + 16 * 64 + 1
+    cg = build_generator(100, num_classes=10)
+    assert cg.count_params() - g.count_params() == 10 * 6272  # the label's Dense weights
+    assert p2p.build_unet().output_shape == (None, 32, 32, 1)
+    assert p2p.build_patch_discriminator().output_shape == (None, 8, 8, 1)
+
+
+def weights(model):
+    return [w.copy() for w in model.get_weights()]
+
+
+def trainable(model):
+    return [np.array(w) for w in model.trainable_weights]
+
+
+def changed(before, after):
+    return any(not np.allclose(a, b) for a, b in zip(before, after))
+
+
+def compiled_dcgan():
+    gan = ch4_dcgan.build_dcgan(seed=0)
+    gan.compile(d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
+                g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5))
+    return gan
+
+
+def test_each_update_trains_only_its_own_network():
+    gan = compiled_dcgan()
+    real = np.random.default_rng(0).uniform(-1, 1, size=(16, 28, 28, 1)).astype("float32")
+    g0, d0 = trainable(gan.generator), trainable(gan.discriminator)
+    gan.discriminator_step(real)
+    g1, d1 = trainable(gan.generator), trainable(gan.discriminator)
+    assert changed(d0, d1) and not changed(g0, g1)
+    gan.generator_step(real)
+    g2, d2 = trainable(gan.generator), trainable(gan.discriminator)
+    assert changed(g1, g2) and not changed(d1, d2)
+
+
+def test_fit_runs_one_d_and_one_g_update_per_batch_and_reports_the_trackers():
+    gan = compiled_dcgan()
+    real = np.random.default_rng(1).uniform(-1, 1, size=(32, 28, 28, 1)).astype("float32")
+    g0, d0 = weights(gan.generator), weights(gan.discriminator)
+    history = gan.fit(real, batch_size=16, epochs=1, verbose=0).history
+    assert set(history) == {"d_loss", "g_loss", "d_real", "d_fake"}
+    assert 0 < history["d_real"][0] < 1 and 0 < history["d_fake"][0] < 1
+    assert changed(g0, weights(gan.generator)) and changed(d0, weights(gan.discriminator))
+    assert gan.d_optimizer.iterations.numpy() == 2 == gan.g_optimizer.iterations.numpy()
+
+
+def test_the_cgan_discriminator_reads_the_label():
+    d = ch4_cgan.build_cgan(seed=0).discriminator
+    image = np.random.default_rng(2).uniform(-1, 1, size=(1, 28, 28, 1)).astype("float32")
+    outputs = [float(d.predict([image, np.eye(10, dtype="float32")[[c]]], verbose=0)[0, 0])
+               for c in range(10)]
+    assert len({round(o, 6) for o in outputs}) > 1
+
+
+def test_the_unet_skips_join_matching_resolutions():
+    unet = p2p.build_unet()
+    skips = [layer for layer in unet.layers if isinstance(layer, keras.layers.Concatenate)]
+    assert [s.name for s in skips] == ["skip_8", "skip_16"]
+    for skip in skips:
+        shapes = [tuple(t.shape[1:3]) for t in skip.input]
+        assert shapes[0] == shapes[1]
+        side = int(skip.name.split("_")[1])
+        assert shapes[0] == (side, side)
+
+
+def test_paired_inputs():
+    x = np.zeros((2, 32, 32, 1), "float32")
+    x[:, 8:24, 8:24] = 1.0  # a square: edges on its border, none inside or outside
+    edges = p2p.sobel_edges(x)
+    assert edges.max() == pytest.approx(1.0) and edges[0, 16, 16, 0] == 0.0
+    assert edges[0, 8, 16, 0] > 0.5 and edges[0, 2, 2, 0] == 0.0
+    occluded = p2p.occlude(x, seed=0)
+    assert occluded.shape == x.shape
+    assert np.mean(occluded == 0.5) > 0.1  # grey bars cover part of every image
+    np.testing.assert_array_equal(occluded, p2p.occlude(x, seed=0))  # seeded
+
+
+def test_write_gif_animates_every_frame(tmp_path):
+    frames = []
+    for i in range(3):
+        path = tmp_path / f"f{i}.png"
+        Image.new("RGB", (20, 10), (80 * i, 0, 0)).save(path)
+        frames.append(path)
+    gif = write_gif(frames, tmp_path / "a.gif")
+    with Image.open(gif) as im:
+        assert im.n_frames == 3
+
+
+@pytest.mark.parametrize("script,expected", [
+    ("ch4_dcgan", ["samples.png", "loss_curves.png", "sample_classes.png", "progress.gif",
+                   "progress/epoch_001.png", "generator.keras"]),
+    ("ch4_cgan", ["class_grid.png", "accuracy_per_class.png", "progress.gif"]),
+    ("ch4_pix2pix", ["triplets.png", "l1_curves.png", "progress.gif", "unet_l1_only.keras"]),
+])
+def test_quick_runs_write_their_figures_and_metrics(tmp_path, script, expected):
+    out = tmp_path / script
+    result = run_script(f"chapters/{script}.py", "--quick", "--dataset", "mnist5k",
+                        "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    for name in expected:
+        assert (out / name).exists(), name
+    for r in metrics["models"].values():
+        assert r["train_images_per_s"] > 0
+
+
+def test_pix2pix_task_flag_is_checked(tmp_path):
+    result = run_script("chapters/ch4_pix2pix.py", "--quick", "--task", "colour",
+                        "--out", tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
