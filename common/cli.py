@@ -20,7 +20,7 @@ QUICK_LIMIT = 512  # images per split in --quick runs: enough for a few real bat
 OUTPUT_ROOT = Path("outputs")
 
 
-class _OneLineParser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse, but errors are one line (no usage dump) with exit status 2."""
 
     def error(self, message):
@@ -71,7 +71,7 @@ def make_parser(chapter: str, description: str, *, epochs: int | None,
     `epochs=None` means "decided by the data size" (see `epochs_for`). Chapters without
     mini-batches or image datasets (the classical chapter) pass `batch_size=None` or
     `dataset=None` and get no such flag, rather than one that does nothing."""
-    parser = _OneLineParser(prog=f"{chapter}.py", description=description)
+    parser = OneLineParser(prog=f"{chapter}.py", description=description)
     parser.set_defaults(batch_size=None, dataset=None)
     parser.add_argument("--epochs", type=positive_int, default=epochs,
                         help=f"{epochs_help} (default {epochs or 'scaled to the data size'})")

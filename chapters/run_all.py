@@ -1,0 +1,225 @@
+"""Run every chapter and put their numbers in one place: outputs/RESULTS.md and gallery.html.
+
+Each chapter runs as its own process, the way a learner runs it, with its default settings
+(or `--quick`), writing into `<root>/<chapter>/`; its output goes to `<root>/<chapter>/log.txt`.
+A progress line per chapter gives the elapsed time and an estimate of what is left (from the
+chapter's previous run when there is one). Then every `metrics.json` under the root is
+collected into a Markdown table (`RESULTS.md`, which README's results table is copied from) and
+a static page with each chapter's main figure and numbers (`gallery.html`).
+
+`--collect` skips the training and only rebuilds the two files from the runs already there.
+
+Run:  python chapters/run_all.py [--quick] [--dataset fashion_mnist] [--only ch2_vae ...]
+"""
+
+from __future__ import annotations
+
+import ast
+import html
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `common` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.atomic import write_text  # noqa: E402
+from common.cli import OUTPUT_ROOT, OneLineParser, run, writable_dir_problem  # noqa: E402
+from common.data import check_name  # noqa: E402
+from common.errors import UserError  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+# (script, main figure, takes --dataset) in the order the chapters build on each other:
+# classical_gmm_em, ch3_vqvae and ch4_dcgan read chapter 2's outputs.
+CHAPTERS = [
+    ("ch1_classifiers", "predictions_cnn.png", True),
+    ("ch1_edge_filters", "edges_strokes.png", True),
+    ("ch2_dense_autoencoder", "reconstructions.png", True),
+    ("ch2_vae", "latent_scatter.png", True),
+    ("classical_normal", "central_limit.png", False),
+    ("classical_gmm_em", "gmm_vae_samples.png", False),
+    ("ch3_vae", "traversals_conv.png", True),
+    ("ch3_cvae", "same_z_every_class.png", True),
+    ("ch3_vqvae", "samples.png", True),
+    ("ch3_hierarchical_vae", "samples.png", True),
+    ("ch4_dcgan", "samples.png", True),
+    ("ch4_cgan", "class_grid.png", True),
+    ("ch4_pix2pix", "triplets.png", True),
+]
+NAMES = [c[0] for c in CHAPTERS]
+
+# The numbers shown per model, in this order, when a model reports them (at most four).
+HEADLINES = [
+    ("test_accuracy", "accuracy {:.3f}"), ("strokes_test_accuracy", "accuracy {:.3f}"),
+    ("test_mse", "MSE {:.4f}"), ("abs_z_p99", "99% of codes in |z| < {:.2f}"),
+    ("test_nelbo_nats", "-ELBO {:.1f} nats"), ("active_units", "{} active units"),
+    ("conditional_accuracy", "conditional accuracy {:.3f}"),
+    ("classifier_fid", "classifier FID {:.2f}"), ("dead_codes", "{} dead codes"),
+    ("perplexity", "perplexity {:.1f}"),
+    ("test_nll_nats_per_image", "NLL {:.1f} nats"), ("test_l1", "L1 {:.4f}"),
+    ("test_psnr_db", "PSNR {:.2f} dB"), ("classifier_accuracy", "classifier accuracy {:.3f}"),
+    ("mean_log_likelihood", "mean log-likelihood {:.6f}"),
+    ("gmm_mean_log_likelihood", "GMM log-likelihood {:.3f}"),
+    ("p_taller_than_190", "P(height > 190) {:.3f}"), ("ks_distance_n30", "KS at n=30 {:.3f}"),
+]
+
+
+def headline(numbers: dict) -> str:
+    shown = [fmt.format(numbers[key]) for key, fmt in HEADLINES
+             if isinstance(numbers.get(key), (int, float)) and not isinstance(numbers[key], bool)]
+    return "; ".join(shown[:4])
+
+
+def data_used(record: dict) -> str:
+    data = record.get("dataset")
+    if isinstance(data, dict) and "name" in data:
+        return data["name"]
+    if isinstance(data, dict):  # several sources (the classical chapters)
+        return ", ".join(sorted(data))
+    return str(data)
+
+
+def describe(script: str) -> str:
+    """The chapter's one-line summary: its module docstring's first line, read without
+    importing it (importing would load TensorFlow)."""
+    tree = ast.parse((HERE / f"{script}.py").read_text())
+    return (ast.get_docstring(tree) or script).splitlines()[0]
+
+
+def collect(root: Path) -> list[tuple[str, dict]]:
+    found = []
+    for script in NAMES:
+        path = root / script / "metrics.json"
+        if path.exists():
+            try:
+                found.append((script, json.loads(path.read_text())))
+            except ValueError:
+                print(f"warning: {path} is not valid JSON; left out", file=sys.stderr)
+    return found
+
+
+def results_markdown(records: list[tuple[str, dict]]) -> str:
+    lines = ["# Results", "",
+             "Collected by `python chapters/run_all.py` from each chapter's `metrics.json`. "
+             "Wall time is the whole command; images/s is the median training step after the "
+             "first.", "",
+             "| chapter | data | model | metrics (test set) | wall time | train img/s | quick | "
+             "date |", "|---|---|---|---|---|---|---|---|"]
+    for script, r in records:
+        first = True
+        for model, numbers in r.get("models", {}).items():
+            speed = numbers.get("train_images_per_s") if isinstance(numbers, dict) else None
+            cells = [f"`{script}`" if first else "", data_used(r) if first else "", model,
+                     headline(numbers) if isinstance(numbers, dict) else "",
+                     f"{r.get('wall_time_s', 0) / 60:.1f} min" if first else "",
+                     f"{speed:,}" if speed else "", "yes" if r.get("quick") else "",
+                     r.get("date", "") if first else ""]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+            first = False
+    machines = {json.dumps(r.get("machine", {}), sort_keys=True) for _, r in records}
+    versions = {json.dumps(r.get("versions", {}), sort_keys=True) for _, r in records}
+    lines += ["", f"Machines: {', '.join(sorted(machines))}",
+              f"Software: {', '.join(sorted(versions))}", ""]
+    return "\n".join(lines)
+
+
+def gallery_html(records: list[tuple[str, dict]], root: Path) -> str:
+    figures = dict((c[0], c[1]) for c in CHAPTERS)
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Gallery</title>",
+             "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}"
+             "img{max-width:100%;border:1px solid #ccc}td,th{padding:2px 8px;"
+             "text-align:left;vertical-align:top}</style></head><body>",
+             "<h1>Every chapter: main figure and numbers</h1>"]
+    for script, r in records:
+        parts.append(f"<h2>{html.escape(script)}</h2><p>{html.escape(describe(script))}</p>")
+        figure = root / script / figures[script]
+        if figure.exists():
+            parts.append(f"<img src='{html.escape(f'{script}/{figures[script]}')}' "
+                         f"alt='{html.escape(figures[script])}'>")
+        parts.append(f"<p>data: {html.escape(data_used(r))}; wall time "
+                     f"{r.get('wall_time_s', 0) / 60:.1f} min{' (quick)' if r.get('quick') else ''}"
+                     f"; {html.escape(str(r.get('date', '')))}</p><table>")
+        for model, numbers in r.get("models", {}).items():
+            text = headline(numbers) if isinstance(numbers, dict) else ""
+            parts.append(f"<tr><th>{html.escape(model)}</th><td>{html.escape(text)}</td></tr>")
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def run_chapter(script: str, takes_dataset: bool, args, root: Path) -> tuple[int, float]:
+    command = [sys.executable, str(HERE / f"{script}.py"), "--out", str(root / script)]
+    if args.quick:
+        command.append("--quick")
+    if args.dataset and takes_dataset:
+        command += ["--dataset", args.dataset]
+    if script == "classical_gmm_em" and (root / "ch2_vae" / "latents.npz").exists():
+        command += ["--latents", str(root / "ch2_vae" / "latents.npz")]
+    (root / script).mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(root / script / "log.txt", "w") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return code, time.perf_counter() - start
+
+
+def previous_seconds(root: Path, script: str, quick: bool) -> float | None:
+    try:
+        record = json.loads((root / script / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("wall_time_s") if bool(record.get("quick")) == quick else None
+
+
+def main(argv=None) -> int:
+    parser = OneLineParser(prog="run_all.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="run every chapter with --quick")
+    parser.add_argument("--dataset", help="pass --dataset to every chapter that takes it")
+    parser.add_argument("--only", nargs="+", choices=NAMES, metavar="CHAPTER",
+                        help=f"run only these chapters (of {', '.join(NAMES)})")
+    parser.add_argument("--collect", action="store_true",
+                        help="run nothing; rebuild RESULTS.md and gallery.html from the runs "
+                             "already under --out")
+    parser.add_argument("--out", type=Path, default=OUTPUT_ROOT,
+                        help="root folder of the chapters' outputs (default outputs)")
+    args = parser.parse_args(argv)
+    if args.dataset:
+        try:
+            check_name(args.dataset)
+        except UserError as err:
+            parser.error(f"--dataset: {err}")
+    problem = writable_dir_problem(args.out)
+    if problem:
+        raise UserError(f"--out {args.out}: {problem}")
+    chosen = [c for c in CHAPTERS if not args.only or c[0] in args.only]
+    failed = []
+    if not args.collect:
+        start = time.perf_counter()
+        estimates = [previous_seconds(args.out, c[0], args.quick) for c in chosen]
+        for i, (script, _, takes_dataset) in enumerate(chosen):
+            code, seconds = run_chapter(script, takes_dataset, args, args.out)
+            elapsed = time.perf_counter() - start
+            known = [e for e in estimates[i + 1:] if e]
+            typical = elapsed / (i + 1)
+            left = sum(known) + typical * (len(chosen) - i - 1 - len(known))
+            status = "done" if code == 0 else f"FAILED (exit {code}, see its log.txt)"
+            print(f"[{i + 1}/{len(chosen)}] {script}: {status} in {seconds / 60:.1f} min; "
+                  f"elapsed {elapsed / 60:.1f} min, about {left / 60:.0f} min left", flush=True)
+            if code != 0:
+                failed.append(script)
+    records = collect(args.out)
+    write_text(args.out / "RESULTS.md", results_markdown(records))
+    write_text(args.out / "gallery.html", gallery_html(records, args.out))
+    print(f"{len(records)} chapters collected into {args.out / 'RESULTS.md'} and "
+          f"{args.out / 'gallery.html'}")
+    if failed:
+        raise UserError(f"{len(failed)} chapter(s) failed: {', '.join(failed)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -1,0 +1,44 @@
+"""The runner that collects every chapter's numbers into RESULTS.md and gallery.html."""
+
+import json
+
+from chapters import run_all
+from tests.conftest import run_script
+
+
+def fake_run(root, script, models, quick=False):
+    (root / script).mkdir(parents=True)
+    record = {"chapter": script, "dataset": {"name": "mnist5k"}, "quick": quick,
+              "wall_time_s": 90.0, "date": "2026-11-24", "models": models,
+              "machine": {"cpus": 2}, "versions": {"keras": "3"}}
+    (root / script / "metrics.json").write_text(json.dumps(record))
+
+
+def test_collect_builds_the_table_and_the_gallery_from_metrics(tmp_path):
+    fake_run(tmp_path, "ch2_vae", {"vae": {"test_mse": 0.02361, "abs_z_p99": 2.6,
+                                           "train_images_per_s": 3042}})
+    fake_run(tmp_path, "ch3_cvae", {"cvae": {"conditional_accuracy": 0.91234}}, quick=True)
+    (tmp_path / "ch2_vae" / "latent_scatter.png").write_bytes(b"png")
+    assert run_all.main(["--collect", "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "RESULTS.md").read_text()
+    assert "| `ch2_vae` | mnist5k | vae | MSE 0.0236; 99% of codes in \\|z\\| < 2.60 | 1.5 min" \
+           " | 3,042 |" in table
+    assert "conditional accuracy 0.912" in table and "| yes |" in table
+    page = (tmp_path / "gallery.html").read_text()
+    assert "<img src='ch2_vae/latent_scatter.png'" in page
+    assert page.count("<h2>") == 2 and "conditional VAE" in page  # the chapter's docstring
+
+
+def test_runs_a_chapter_and_reports_progress(tmp_path):
+    result = run_script("chapters/run_all.py", "--quick", "--only", "classical_normal",
+                        "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "[1/1] classical_normal: done in" in result.stdout
+    assert (tmp_path / "classical_normal" / "log.txt").stat().st_size > 0
+    assert "`classical_normal`" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_bad_choices_are_one_line_errors(tmp_path):
+    for args in (["--only", "ch9_nothing"], ["--dataset", "cifar11"]):
+        result = run_script("chapters/run_all.py", "--collect", "--out", tmp_path, *args)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, args
