@@ -31,18 +31,9 @@ from keras import ops
 
 from common import figures
 from common.atomic import atomic_path
+from common.scaling import to_tanh_range, to_unit_range  # noqa: F401  (re-exported)
 
 PACKAGE = "common"
-
-
-def to_tanh_range(x: np.ndarray) -> np.ndarray:
-    """[0, 1] pixels -> [-1, 1], the generator's tanh range."""
-    return (np.asarray(x, np.float32) * 2.0 - 1.0).astype(np.float32)
-
-
-def to_unit_range(x) -> np.ndarray:
-    """[-1, 1] -> [0, 1] for figures and the feature classifier."""
-    return np.clip((np.asarray(x) + 1.0) / 2.0, 0.0, 1.0)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -85,6 +85,8 @@ def dense_decoder(latent_dim: int, *, hidden: int = 512, condition_dim: int = 0,
     """Dense(hidden, relu) -> Dense(784, sigmoid) -> Reshape(28, 28, 1)."""
     z, label, inputs = _decoder_inputs(latent_dim, condition_dim)
     h = layers.Dense(hidden, activation="relu", name="hidden")(_with_label(z, label))
+    if label is not None:  # the label again, next to the hidden features
+        h = layers.Concatenate(name="hidden_with_label")([h, label])
     h = layers.Dense(PIXELS, activation="sigmoid", name="pixel_probabilities")(h)
     return keras.Model(inputs, layers.Reshape(IMAGE_SHAPE, name="to_image")(h), name=name)
 

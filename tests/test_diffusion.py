@@ -1,0 +1,115 @@
+"""The diffusion chapter's schedule, embedding, training step, guidance and samplers."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from common.diffusion import (DiffusionModel, Schedule, coefficients, guided_eps,
+                              sample_ddim, timestep_embedding)
+from common.unet import build_unet
+from tests.conftest import run_script
+
+
+def test_closed_form_matches_iterating_the_one_step_noising():
+    schedule = Schedule(1000)
+    rng = np.random.default_rng(0)
+    x0 = np.full(40_000, 0.8)
+    x = x0.copy()
+    for t in range(1, 301):  # x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) eps
+        x = np.sqrt(1 - schedule.betas[t - 1]) * x + np.sqrt(schedule.betas[t - 1]) * \
+            rng.standard_normal(x.shape)
+    closed = schedule.noisy(x0, np.full(len(x0), 300), rng.standard_normal(x0.shape))
+    a = schedule.alpha_bars[299]
+    for sample in (x, closed):
+        assert sample.mean() == pytest.approx(np.sqrt(a) * 0.8, abs=0.01)
+        assert sample.std() == pytest.approx(np.sqrt(1 - a), rel=0.01)
+    assert schedule.alpha_bars[-1] < 1e-4  # at t = T almost nothing of x_0 is left
+
+
+def test_time_embedding_shape_range_and_distinct_steps():
+    t = np.arange(1, 1001)
+    emb = np.asarray(timestep_embedding(t, 32))
+    assert emb.shape == (1000, 32) and np.abs(emb).max() <= 1.0
+    distances = np.linalg.norm(emb[:, None] - emb[None], axis=-1)
+    assert distances[~np.eye(1000, dtype=bool)].min() > 1e-3  # every step is told apart
+    assert np.linalg.norm(emb[0] - emb[1]) < np.linalg.norm(emb[0] - emb[500])
+
+
+def tiny(num_classes=0, **kwargs):
+    return DiffusionModel(build_unet(8, num_classes, attention=False),
+                          build_unet(8, num_classes, attention=False, name="ema"),
+                          num_classes=num_classes, seed=0, **kwargs)
+
+
+def test_training_lowers_the_noise_prediction_loss_on_a_repeated_batch():
+    keras.utils.set_random_seed(0)
+    model = tiny()
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    x = np.tile(np.linspace(-1, 1, 28 * 28, dtype="float32").reshape(1, 28, 28, 1), (32, 1, 1, 1))
+    losses = model.fit(x, batch_size=32, epochs=60, verbose=0).history["loss"]
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
+
+
+def test_ema_follows_the_weights_at_its_decay():
+    model = tiny(ema_decay=0.0)  # decay 0: the EMA copy is the latest weights
+    model.compile(optimizer="adam")
+    model.fit(np.zeros((8, 28, 28, 1), "float32"), batch_size=8, epochs=1, verbose=0)
+    for a, b in zip(model.ema_network.get_weights(), model.network.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_guidance_zero_is_the_unconditional_prediction():
+    net = build_unet(8, num_classes=10, attention=False)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 28, 28, 1)).astype("float32")
+    t = np.array([1, 10, 500, 1000], "int32")
+    labels = np.array([0, 3, 5, 9], "int32")
+    null = np.full(4, 10, "int32")
+    unconditional = np.asarray(net([x, t, null]))
+    np.testing.assert_allclose(np.asarray(guided_eps(net, x, t, labels, 0.0, 10)),
+                               unconditional, atol=1e-5)
+    w1 = np.asarray(guided_eps(net, x, t, labels, 1.0, 10))
+    np.testing.assert_allclose(w1, np.asarray(net([x, t, labels])), atol=1e-5)
+
+
+def test_ddim_with_every_step_and_eta_one_is_the_ddpm_update():
+    schedule = Schedule(1000)
+    steps = list(range(1000, 0, -1))
+    ddpm = coefficients(schedule, steps, eta=1.0, ancestral=True)
+    ddim = coefficients(schedule, steps, eta=1.0, ancestral=False)
+    np.testing.assert_allclose(ddim, ddpm, rtol=1e-6, atol=1e-10)
+    assert ddpm[-1, 3] == 0.0  # no noise is added on the last step
+    eta0 = coefficients(schedule, [1000, 500, 1], eta=0.0, ancestral=False)
+    assert np.all(eta0[:, 3] == 0.0)  # DDIM with eta = 0 is deterministic
+
+
+def test_samplers_return_images_of_the_requested_shape_and_are_seeded():
+    net = build_unet(8, attention=False)
+    schedule = Schedule(1000)
+    a = sample_ddim(net, schedule, (2, 28, 28, 1), sampling_steps=5, seed=3)
+    b = sample_ddim(net, schedule, (2, 28, 28, 1), sampling_steps=5, seed=3)
+    assert a.shape == (2, 28, 28, 1)
+    np.testing.assert_allclose(a, b)
+
+
+@pytest.mark.parametrize("script,model,expected", [
+    ("ch5_ddpm", "ddpm", ["noising_strip.png", "reverse_process.png", "samples.png"]),
+    ("ch5_conditional_diffusion", "cfg_diffusion",
+     ["class_grid.png", "guidance_scales.png", "guidance_tradeoff.png"]),
+])
+def test_quick_runs(tmp_path, script, model, expected):
+    out = tmp_path / script
+    result = run_script(f"chapters/{script}.py", "--quick", "--dataset", "mnist5k",
+                        "--out", out, "--channels", "16", timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["models"][model]["train_images_per_s"] > 0
+    for name in expected:
+        assert (out / name).exists(), name
+
+
+def test_channels_must_suit_group_norm(tmp_path):
+    result = run_script("chapters/ch5_ddpm.py", "--quick", "--channels", "12", "--out", tmp_path)
+    assert result.returncode == 2 and "multiple of 8" in result.stderr
