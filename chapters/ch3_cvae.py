@@ -30,13 +30,12 @@ import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native sta
 from common import figures  # noqa: E402
 from common.atomic import save_model  # noqa: E402
 from common.classifier import FeatureClassifier  # noqa: E402
-from common.cli import (epochs_for, make_parser, non_negative_int, parse,  # noqa: E402
-                        positive_float, positive_int, run)
-from common.data import load  # noqa: E402
+from common.cli import (make_parser, non_negative_float, non_negative_int,  # noqa: E402
+                        parse, positive_float, positive_int, run)
 from common.elbo import ElboMonitor, elbo_report  # noqa: E402
 from common.pipeline import labelled_inputs  # noqa: E402
 from common.results import write_metrics  # noqa: E402
-from common.training import cosine_adam, fit, seed_everything  # noqa: E402
+from common.training import cosine_adam, fit, prepare  # noqa: E402
 from common.vae_models import (assemble_vae, conv_decoder, conv_encoder,  # noqa: E402
                                dense_decoder, dense_encoder)
 
@@ -49,7 +48,7 @@ BARS = {"mnist": 0.95, "fashion_mnist": 0.85}
 
 
 def build_cvae(num_classes: int = 10, latent_dim: int = 8, family: str = "conv",
-               seed: int | None = None):
+               seed: int | None = None, beta: float = 1.0):
     """The conditional VAE: encoder(image, label) -> z -> decoder(z, label)."""
     if family == "dense":
         encoder = dense_encoder(latent_dim, condition_dim=num_classes)
@@ -57,7 +56,7 @@ def build_cvae(num_classes: int = 10, latent_dim: int = 8, family: str = "conv",
     else:
         encoder = conv_encoder(latent_dim, condition_dim=num_classes)
         decoder = conv_decoder(latent_dim, condition_dim=num_classes)
-    return assemble_vae(encoder, decoder, seed=seed, name=f"{family}_cvae")
+    return assemble_vae(encoder, decoder, beta=beta, seed=seed, name=f"{family}_cvae")
 
 
 def one_hot(labels, num_classes: int) -> np.ndarray:
@@ -75,28 +74,27 @@ def main(argv=None) -> int:
                         help="size of z (default 8)")
     parser.add_argument("--family", choices=("conv", "dense"), default="conv",
                         help="encoder/decoder family from common.vae_models (default conv)")
+    parser.add_argument("--beta", type=non_negative_float, default=1.0,
+                        help="KL weight (default 1)")
     parser.add_argument("--learning-rate", type=positive_float, default=1e-3,
                         help="Adam's initial step size, cosine-decayed to 0 (default 1e-3)")
     parser.add_argument("--show-class", type=non_negative_int, default=0,
                         help="the class drawn with many z in one_class_many_z.png (default 0)")
     args = parse(parser, argv)
-    cvae = build_cvae(latent_dim=args.latent_dim, family=args.family, seed=args.seed)
+    cvae = build_cvae(latent_dim=args.latent_dim, family=args.family, seed=args.seed,
+                      beta=args.beta)
     cvae.get_layer("encoder").summary()
     cvae.get_layer("decoder").summary()
     cvae.summary(line_length=110)
     if args.summary:
         return 0
 
-    start = time.perf_counter()
-    seed_everything(args.seed)
-    data = load(args.dataset, limit=args.limit)
-    print(data.describe())
+    data, start = prepare(args, images=IMAGES)
     k = data.num_classes
     if args.show_class >= k:
         parser.error(f"--show-class must be below {k}, the number of classes")
     if k != 10:  # the model above was built for 10 classes
-        cvae = build_cvae(k, args.latent_dim, args.family, args.seed)
-    args.epochs = epochs_for(args, len(data.x_train), images=IMAGES)
+        cvae = build_cvae(k, args.latent_dim, args.family, args.seed, args.beta)
     steps = args.epochs * (len(data.x_train) // args.batch_size)
     cvae.compile(optimizer=cosine_adam(args.learning_rate, steps))
     test_labels = one_hot(data.y_test, k)

@@ -32,13 +32,11 @@ if __package__ in (None, ""):  # run as a script: make `common` importable
 import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
 from common import figures  # noqa: E402
 from common.atomic import save_model  # noqa: E402
-from common.cli import (epochs_for, make_parser, non_negative_int, parse,  # noqa: E402
-                        positive_float, run)
-from common.data import load  # noqa: E402
+from common.cli import make_parser, non_negative_int, parse, positive_float, run  # noqa: E402
 from common.elbo import ACTIVE_THRESHOLD, ElboMonitor, elbo_report  # noqa: E402
 from common.pipeline import batches  # noqa: E402
 from common.results import write_metrics  # noqa: E402
-from common.training import cosine_adam, fit, seed_everything  # noqa: E402
+from common.training import cosine_adam, fit, prepare, seed_everything  # noqa: E402
 from common.vae_layers import (HierarchicalVaeLossLayer, KLAnnealing, Sampling,  # noqa: E402
                                bernoulli_nll, gaussian_log_density, kl_to_standard_normal)
 from common.vae_models import (IMAGE_SHAPE, assemble_vae, dense_decoder,  # noqa: E402
@@ -147,11 +145,7 @@ def main(argv=None) -> int:
     if args.summary:
         return 0
 
-    start = time.perf_counter()
-    seed_everything(args.seed)
-    data = load(args.dataset, limit=args.limit)
-    print(data.describe())
-    args.epochs = epochs_for(args, len(data.x_train), images=IMAGES_PER_MODEL)
+    data, start = prepare(args, images=IMAGES_PER_MODEL)
     steps = args.epochs * (len(data.x_train) // args.batch_size)
     monitored = data.x_test[:2000]
     scorers = {"one_level": lambda m, x, c, s: elbo_report(m.get_layer("encoder"),

@@ -44,14 +44,13 @@ if __package__ in (None, ""):  # run as a script: make `common` importable
 import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
 from common import figures  # noqa: E402
 from common.atomic import save_model  # noqa: E402
-from common.cli import (epochs_for, make_parser, non_negative_float,  # noqa: E402
-                        non_negative_int, parse, positive_float, positive_int, run)
-from common.data import load  # noqa: E402
+from common.cli import (make_parser, non_negative_float, non_negative_int,  # noqa: E402
+                        parse, positive_float, positive_int, run)
 from common.elbo import ElboMonitor, elbo_report  # noqa: E402
 from common.latent import traversal_codes  # noqa: E402
 from common.pipeline import batches  # noqa: E402
 from common.results import write_metrics  # noqa: E402
-from common.training import cosine_adam, fit, seed_everything  # noqa: E402
+from common.training import cosine_adam, fit, prepare, seed_everything  # noqa: E402
 from common.vae_layers import KLAnnealing  # noqa: E402
 from common.vae_models import (assemble_vae, conv_decoder, conv_encoder,  # noqa: E402
                                dense_decoder, dense_encoder)
@@ -134,11 +133,7 @@ def main(argv=None) -> int:
     if args.summary:
         return 0
 
-    start = time.perf_counter()
-    seed_everything(args.seed)
-    data = load(args.dataset, limit=args.limit)
-    print(data.describe())
-    args.epochs = epochs_for(args, len(data.x_train), images=IMAGES_PER_MODEL)
+    data, start = prepare(args, images=IMAGES_PER_MODEL)
     print(f"training {len(models)} models for {args.epochs} epochs each")
     steps = args.epochs * (len(data.x_train) // args.batch_size)
     monitored = data.x_test[:MONITORED_TEST_IMAGES]

@@ -36,11 +36,10 @@ from common.atomic import save_model  # noqa: E402
 from common.classifier import FeatureClassifier  # noqa: E402
 from common.cli import (epochs_for, make_parser, parse, positive_float,  # noqa: E402
                         positive_int, run)
-from common.data import load  # noqa: E402
 from common.pipeline import batches, one_hot_sequences  # noqa: E402
 from common.pixelcnn import build_pixelcnn, sample  # noqa: E402
 from common.results import write_metrics  # noqa: E402
-from common.training import cosine_adam, fit, seed_everything  # noqa: E402
+from common.training import cosine_adam, fit, prepare  # noqa: E402
 from common.vector_quantizer import CodebookRestart, VectorQuantizer, usage  # noqa: E402
 
 import keras  # noqa: E402
@@ -129,11 +128,7 @@ def main(argv=None) -> int:
     if args.summary:
         return 0
 
-    start = time.perf_counter()
-    seed_everything(args.seed)
-    data = load(args.dataset, limit=args.limit)
-    print(data.describe())
-    args.epochs = epochs_for(args, len(data.x_train), images=IMAGES)
+    data, start = prepare(args, images=IMAGES)
     prior_epochs = 1 if args.quick else (args.prior_epochs or
                                           epochs_for(args, len(data.x_train), images=PRIOR_IMAGES))
     steps = len(data.x_train) // args.batch_size

@@ -25,14 +25,13 @@ import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native sta
 from common import figures  # noqa: E402
 from common.atomic import save_model  # noqa: E402
 from common.classifier import FeatureClassifier  # noqa: E402
-from common.cli import epochs_for, make_parser, parse, positive_float, run  # noqa: E402
-from common.data import load  # noqa: E402
-from common.gan import (GAN, SampleGrid, equilibrium_curves, fit_gan,  # noqa: E402
-                        generate, to_tanh_range)
+from common.cli import make_parser, parse, positive_float, run  # noqa: E402
+from common.gan import GAN, SampleGrid, equilibrium_curves, fit_gan, generate  # noqa: E402
 from common.pipeline import batches  # noqa: E402
 from common.gan_models import build_discriminator, build_generator  # noqa: E402
 from common.results import write_metrics  # noqa: E402
-from common.training import seed_everything  # noqa: E402
+from common.scaling import to_tanh_range  # noqa: E402
+from common.training import prepare  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -64,13 +63,9 @@ def main(argv=None) -> int:
     if args.summary:
         return 0
 
-    start = time.perf_counter()
-    seed_everything(args.seed)
-    data = load(args.dataset, limit=args.limit)
-    print(data.describe())
+    data, start = prepare(args, images=IMAGES)
     k = data.num_classes
     gan = build_cgan(k, args.seed)
-    args.epochs = epochs_for(args, len(data.x_train), images=IMAGES)
     rng = np.random.default_rng(args.seed)
     z_grid, y_grid = class_grid_inputs(k, 10, rng)
     grid = SampleGrid(args.out, z_grid, y_grid, k, title="Conditional GAN, one row per class")

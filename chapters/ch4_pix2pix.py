@@ -36,13 +36,12 @@ import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native sta
 from common import figures  # noqa: E402
 from common.atomic import save_model  # noqa: E402
 from common.classifier import FeatureClassifier  # noqa: E402
-from common.cli import epochs_for, make_parser, parse, positive_float, run  # noqa: E402
-from common.data import load  # noqa: E402
-from common.gan import (GAN, SampleGrid, equilibrium_curves, fit_gan, generate,  # noqa: E402
-                        to_tanh_range)
+from common.cli import make_parser, parse, positive_float, run  # noqa: E402
+from common.gan import GAN, SampleGrid, equilibrium_curves, fit_gan, generate  # noqa: E402
 from common.pipeline import batches  # noqa: E402
 from common.results import write_metrics  # noqa: E402
-from common.training import fit, seed_everything  # noqa: E402
+from common.scaling import to_tanh_range  # noqa: E402
+from common.training import fit, prepare, seed_everything  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -182,14 +181,10 @@ def main(argv=None) -> int:
     if args.summary:
         return 0
 
-    start = time.perf_counter()
-    seed_everything(args.seed)
-    data = load(args.dataset, pad_to=SIZE, limit=args.limit)
-    print(data.describe())
+    data, start = prepare(args, images=IMAGES, pad_to=SIZE)
     print(f"task {args.task}: building the input images")
     x_in = make_inputs(args.task, data.x_train, args.seed)
     t_in = make_inputs(args.task, data.x_test, args.seed + 1)
-    args.epochs = epochs_for(args, len(data.x_train), images=IMAGES)
     train = batches(to_tanh_range(x_in), to_tanh_range(data.x_train),
                     batch_size=args.batch_size, seed=args.seed)
     shown = np.arange(8)

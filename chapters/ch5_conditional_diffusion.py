@@ -31,15 +31,13 @@ import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native sta
 from common import figures  # noqa: E402
 from common.atomic import save_model  # noqa: E402
 from common.classifier import FeatureClassifier  # noqa: E402
-from common.cli import (epochs_for, make_parser, non_negative_float,  # noqa: E402
-                        non_negative_int, parse, run)
-from common.data import load  # noqa: E402
+from common.cli import make_parser, non_negative_float, non_negative_int, parse, run  # noqa: E402
 from common.diffusion import sample_ddim  # noqa: E402
 from common.diffusion_training import (add_diffusion_flags, build_diffusion,  # noqa: E402
                                        check_diffusion_flags, train_diffusion)
 from common.results import write_metrics  # noqa: E402
 from common.scaling import to_unit_range  # noqa: E402
-from common.training import seed_everything  # noqa: E402
+from common.training import prepare  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -71,15 +69,11 @@ def main(argv=None) -> int:
     if args.summary:
         return 0
 
-    start = time.perf_counter()
-    seed_everything(args.seed)
-    data = load(args.dataset, limit=args.limit)
-    print(data.describe())
+    data, start = prepare(args, images=IMAGES)
     k = data.num_classes
     if args.show_class >= k:
         parser.error(f"--show-class must be below {k}, the number of classes")
     model = build_diffusion(args.channels, k, seed=args.seed, name="cfg_diffusion")
-    args.epochs = epochs_for(args, len(data.x_train), images=IMAGES)
     print(f"\n== training for {args.epochs} epochs (labels dropped 10% of the time) ==")
     run_ = train_diffusion(model, data, args)
 

@@ -28,14 +28,13 @@ import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native sta
 from common import figures  # noqa: E402
 from common.atomic import save_model  # noqa: E402
 from common.classifier import FeatureClassifier  # noqa: E402
-from common.cli import epochs_for, make_parser, parse, run  # noqa: E402
-from common.data import load  # noqa: E402
+from common.cli import make_parser, parse, run  # noqa: E402
 from common.diffusion import Schedule, sample_ddim, sample_ddpm  # noqa: E402
 from common.diffusion_training import (add_diffusion_flags, build_diffusion,  # noqa: E402
                                        check_diffusion_flags, train_diffusion)
 from common.results import write_metrics  # noqa: E402
 from common.scaling import to_tanh_range, to_unit_range  # noqa: E402
-from common.training import seed_everything  # noqa: E402
+from common.training import prepare  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -63,11 +62,7 @@ def main(argv=None) -> int:
     if args.summary:
         return 0
 
-    start = time.perf_counter()
-    seed_everything(args.seed)
-    data = load(args.dataset, limit=args.limit)
-    print(data.describe())
-    args.epochs = epochs_for(args, len(data.x_train), images=IMAGES)
+    data, start = prepare(args, images=IMAGES)
     figures.image_grid(noising_strip(to_tanh_range(data.x_test[0]), model.schedule, args.seed),
                        args.out / "noising_strip.png", ncols=len(STRIP_STEPS),
                        titles=[f"t={t}" for t in STRIP_STEPS],

@@ -4,7 +4,8 @@ samplers (ancestral DDPM, DDIM, classifier-free guidance).
 Forward process, T steps with variances beta_t (linear from 1e-4 to 0.02, the paper's sec. 4):
 
     q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I)
-    q(x_t | x_0)     = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I),  alpha_bar_t = prod (1 - beta_s)
+    q(x_t | x_0)     = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I),
+    alpha_bar_t      = prod over s <= t of (1 - beta_s)
 
 so x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps in one step (eq. 4). A network
 eps_theta(x_t, t) learns to predict eps with the plain MSE (the simplified loss, eq. 14).

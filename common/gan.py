@@ -31,7 +31,7 @@ from keras import ops
 
 from common import figures
 from common.atomic import atomic_path
-from common.scaling import to_tanh_range, to_unit_range  # noqa: F401  (re-exported)
+from common.scaling import to_unit_range
 
 PACKAGE = "common"
 

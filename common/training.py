@@ -19,6 +19,8 @@ import keras
 import numpy as np
 
 from common.atomic import write_json
+from common.cli import epochs_for
+from common.data import load
 from common.errors import TrainingDiverged
 
 
@@ -109,3 +111,15 @@ def cosine_adam(learning_rate: float, total_steps: int) -> keras.optimizers.Adam
     0.0221."""
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, max(1, total_steps))
     return keras.optimizers.Adam(schedule)
+
+
+def prepare(args, *, images: int, pad_to: int | None = None, flatten: bool = False):
+    """How every training chapter starts: seed everything, load the data (printing which data
+    it is), and settle `args.epochs` from the chapter's image budget (common.cli.epochs_for).
+    Returns the dataset and the start time for the wall-clock total."""
+    start = time.perf_counter()
+    seed_everything(args.seed)
+    data = load(args.dataset, pad_to=pad_to, flatten=flatten, limit=args.limit)
+    print(data.describe())
+    args.epochs = epochs_for(args, len(data.x_train), images=images)
+    return data, start
