@@ -22,6 +22,7 @@ Run:  python chapters/ch3_vqvae.py [--dataset fashion_mnist] [--codes 64]
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -49,7 +50,7 @@ from keras import layers, ops  # noqa: E402
 CHAPTER = "ch3_vqvae"
 GRID = (7, 7)
 IMAGES = 300_000  # VQ-VAE budget: 5 epochs of 60,000 images
-PRIOR_IMAGES = 600_000  # PixelCNN budget: 10 epochs of 60,000 code grids
+PRIOR_IMAGES = 300_000  # PixelCNN budget: 5 epochs of 60,000 code grids
 DEAD_BAR = 0.10
 SCORED_SAMPLES = 1_000
 
@@ -129,8 +130,8 @@ def main(argv=None) -> int:
         return 0
 
     data, start = prepare(args, images=IMAGES)
-    prior_epochs = 1 if args.quick else (args.prior_epochs or
-                                          epochs_for(args, len(data.x_train), images=PRIOR_IMAGES))
+    prior_epochs = 1 if args.quick else epochs_for(argparse.Namespace(epochs=args.prior_epochs),
+                                                   len(data.x_train), images=PRIOR_IMAGES)
     steps = len(data.x_train) // args.batch_size
 
     print(f"\n== stage 1: VQ-VAE, {args.epochs} epochs ==")

@@ -42,7 +42,7 @@ from common.training import prepare  # noqa: E402
 import numpy as np  # noqa: E402
 
 CHAPTER = "ch5_conditional_diffusion"
-IMAGES = 240_000  # default budget: 4 epochs of 60,000 images
+IMAGES = 180_000  # default budget: 3 epochs of 60,000 images
 SHAPE = (28, 28, 1)
 SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
 BARS = {"mnist": 0.97, "fashion_mnist": 0.90}

@@ -12,7 +12,7 @@ steps' noise in the parameters.
 Measured: classifier FID of DDIM-50 samples against the test set (common.classifier), the time
 to draw 64 images with DDPM-1000 and with DDIM-50 and the FID of each, and training throughput.
 
-Run:  python chapters/ch5_ddpm.py [--dataset fashion_mnist] [--epochs 4]
+Run:  python chapters/ch5_ddpm.py [--dataset fashion_mnist] [--epochs 3]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from common.training import prepare  # noqa: E402
 import numpy as np  # noqa: E402
 
 CHAPTER = "ch5_ddpm"
-IMAGES = 240_000  # default budget: 4 epochs of 60,000 images
+IMAGES = 180_000  # default budget: 3 epochs of 60,000 images
 SHAPE = (28, 28, 1)
 STRIP_STEPS = (0, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000)
 
