@@ -14,7 +14,16 @@ Judged by the chapter's feature classifier (common.classifier): the conditional 
 share of images drawn for class c (z ~ N(0, I)) that the classifier calls c. Bars: >= 0.95 on
 MNIST, >= 0.85 on Fashion-MNIST.
 
-Run:  python chapters/ch3_cvae.py [--dataset fashion_mnist] [--latent-dim 8]
+Why the defaults are a 2-D z and beta = 3 (measured on Fashion-MNIST, conv, 5 epochs): with z of
+8 and beta = 1 the conditional accuracy was 0.54. The encoder sees the image, so z can carry
+the class as well, for a few nats of KL; the decoder then leans on z, and a z drawn from the
+prior that the encoder would have given to another class overrides the label. A small z and a
+stronger pull to the prior (beta > 1: less in z, and posteriors that fill N(0, I) without
+holes) leave the class to the label: 0.69 with z of 2 and beta = 3. The blur of a Bernoulli VAE
+still costs recognisability on thin details (sandal straps, shirt buttons) that the
+classifier relies on.
+
+Run:  python chapters/ch3_cvae.py [--dataset fashion_mnist] [--latent-dim 2] [--beta 3]
 """
 
 from __future__ import annotations
@@ -47,8 +56,8 @@ SAMPLES_PER_CLASS = 500  # 5,000 generated images for the conditional accuracy a
 BARS = {"mnist": 0.95, "fashion_mnist": 0.85}
 
 
-def build_cvae(num_classes: int = 10, latent_dim: int = 8, family: str = "conv",
-               seed: int | None = None, beta: float = 1.0):
+def build_cvae(num_classes: int = 10, latent_dim: int = 2, family: str = "conv",
+               seed: int | None = None, beta: float = 3.0):
     """The conditional VAE: encoder(image, label) -> z -> decoder(z, label)."""
     if family == "dense":
         encoder = dense_encoder(latent_dim, condition_dim=num_classes)
@@ -70,12 +79,12 @@ def draw(decoder, labels, num_classes: int, z: np.ndarray) -> np.ndarray:
 
 def main(argv=None) -> int:
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128)
-    parser.add_argument("--latent-dim", type=positive_int, default=8,
-                        help="size of z (default 8)")
+    parser.add_argument("--latent-dim", type=positive_int, default=2,
+                        help="size of z (default 2)")
     parser.add_argument("--family", choices=("conv", "dense"), default="conv",
                         help="encoder/decoder family from common.vae_models (default conv)")
-    parser.add_argument("--beta", type=non_negative_float, default=1.0,
-                        help="KL weight (default 1)")
+    parser.add_argument("--beta", type=non_negative_float, default=3.0,
+                        help="KL weight (default 3; see the module docstring)")
     parser.add_argument("--learning-rate", type=positive_float, default=1e-3,
                         help="Adam's initial step size, cosine-decayed to 0 (default 1e-3)")
     parser.add_argument("--show-class", type=non_negative_int, default=0,
@@ -132,7 +141,8 @@ def main(argv=None) -> int:
               "train_seconds": round(run_.wall_seconds, 1)}
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
                   wall_seconds=time.perf_counter() - start, models={cvae.name: result},
-                  extra={"latent_dim": args.latent_dim, "conditional_accuracy_bar": bar})
+                  extra={"latent_dim": args.latent_dim, "beta": args.beta,
+                         "conditional_accuracy_bar": bar})
     print(f"\nFigures, the model and metrics.json are in {args.out}/ "
           "(start with same_z_every_class.png)")
     return 0
