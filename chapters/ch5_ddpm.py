@@ -63,13 +63,13 @@ def main(argv=None) -> int:
         return 0
 
     data, start = prepare(args, images=IMAGES)
+    print(f"\n== training the noise predictor for {args.epochs} epochs ==")
+    run_ = train_diffusion(model, data, args)
     figures.image_grid(noising_strip(to_tanh_range(data.x_test[0]), model.schedule, args.seed),
                        args.out / "noising_strip.png", ncols=len(STRIP_STEPS),
                        titles=[f"t={t}" for t in STRIP_STEPS],
                        suptitle="The forward process: x_t = sqrt(abar_t) x_0 + "
                                 "sqrt(1 - abar_t) eps")
-    print(f"\n== training the noise predictor for {args.epochs} epochs ==")
-    run_ = train_diffusion(model, data, args)
 
     judge = FeatureClassifier.for_dataset(data, args.out.parent, seed=args.seed)
     n_fid = min(args.fid_samples, 64) if args.quick else args.fid_samples
