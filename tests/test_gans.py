@@ -97,6 +97,14 @@ def test_paired_inputs():
     np.testing.assert_array_equal(occluded, p2p.occlude(x, seed=0))  # seeded
 
 
+def test_each_image_gets_its_own_edges():
+    x = np.zeros((3, 32, 32, 1), "float32")
+    x[1, 8:24, 8:24] = 1.0  # only the middle image has content
+    edges = p2p.sobel_edges(x)
+    assert edges[0].max() == 0.0 and edges[2].max() == 0.0  # no bleeding across the batch
+    np.testing.assert_allclose(edges[1], p2p.sobel_edges(x[1:2])[0])
+
+
 def test_write_gif_animates_every_frame(tmp_path):
     frames = []
     for i in range(3):
