@@ -105,7 +105,7 @@ def main(argv=None) -> int:
         results[model.name] = {"test_accuracy": round(float(accuracy), 4),
                                "test_loss": round(float(loss), 4),
                                "params": model.count_params(),
-                               "train_images_per_s": round(run_.images_per_second or 0),
+                               **run_.speed(),
                                "train_seconds": round(run_.wall_seconds, 1)}
 
     figures.curves({f"{k} {s}": h[m] for k, h in histories.items()

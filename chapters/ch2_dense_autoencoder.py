@@ -12,7 +12,9 @@ Three experiments a learner should see:
    decode to something image-like; codes from N(0, I) mostly do not, because nothing made the
    autoencoder's code space follow a known distribution. The VAE (ch2_vae.py) fixes exactly this.
 
-Run:  python chapters/ch2_dense_autoencoder.py [--dataset fashion_mnist]
+`--distribute` trains it data-parallel under tf.distribute (common.distribute).
+
+Run:  python chapters/ch2_dense_autoencoder.py [--dataset fashion_mnist] [--distribute]
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from common import figures, strokes  # noqa: E402
 from common.atomic import save_model  # noqa: E402
 from common.cli import epochs_for, make_parser, parse, run  # noqa: E402
 from common.data import load  # noqa: E402
+from common.distribute import add_flag as add_distribute_flag  # noqa: E402
+from common.distribute import describe as describe_strategy, make_strategy  # noqa: E402
 from common.errors import DataError  # noqa: E402
 from common.pipeline import batches  # noqa: E402
 from common.results import write_metrics  # noqa: E402
@@ -80,8 +84,11 @@ def other_images(data, n: int) -> tuple[np.ndarray, str]:
 
 def main(argv=None) -> int:
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128)
+    add_distribute_flag(parser)
     args = parse(parser, argv)
-    model = build_dense_autoencoder()
+    strategy = make_strategy(args.distribute)
+    with strategy.scope():  # with --distribute, variables made here live on every replica
+        model = build_dense_autoencoder()
     model.summary()
     if args.summary:
         return 0
@@ -90,13 +97,17 @@ def main(argv=None) -> int:
     seed_everything(args.seed)
     data = load(args.dataset, flatten=True, limit=args.limit)
     print(data.describe())
-    if data.x_train.shape[1] != 784:
-        model = build_dense_autoencoder(data.x_train.shape[1])
     args.epochs = epochs_for(args, len(data.x_train), images=IMAGES_TO_TRAIN)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
-    run_ = fit(model, batches(data.x_train, batch_size=args.batch_size, seed=args.seed,
+    batch_size = args.batch_size * strategy.num_replicas_in_sync
+    if args.distribute:
+        print(describe_strategy(strategy, args.batch_size))
+    with strategy.scope():
+        if data.x_train.shape[1] != 784:
+            model = build_dense_autoencoder(data.x_train.shape[1])
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    run_ = fit(model, batches(data.x_train, batch_size=batch_size, seed=args.seed,
                               reconstruct=True),
-               epochs=args.epochs, batch_size=args.batch_size, out=args.out, tag=model.name)
+               epochs=args.epochs, batch_size=batch_size, out=args.out, tag=model.name)
     encoder, decoder = split(model)
     recon = model.predict(data.x_test, verbose=0)
     mse = float(np.mean(np.square(recon - data.x_test)))
@@ -126,10 +137,12 @@ def main(argv=None) -> int:
     save_model(model, args.out / "dense_autoencoder.keras")
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
                   wall_seconds=time.perf_counter() - start,
+                  extra={"strategy": type(strategy).__name__,
+                         "replicas": strategy.num_replicas_in_sync},
                   models={model.name: {"test_mse": round(mse, 5),
                                        f"mse_on_{foreign_name}": round(foreign_mse, 5),
                                        "params": model.count_params(),
-                                       "train_images_per_s": round(run_.images_per_second or 0),
+                                       **run_.speed(),
                                        "train_seconds": round(run_.wall_seconds, 1)}})
     print(f"Figures, model and metrics.json are in {args.out}/")
     return 0

@@ -266,7 +266,7 @@ def _reconstruction_errors(x, reconstruction) -> dict:
 
 
 def _speed(run_) -> dict:
-    return {"train_images_per_s": round(run_.images_per_second or 0),
+    return {**run_.speed(),
             "train_seconds": round(run_.wall_seconds, 1)}
 
 

@@ -170,9 +170,9 @@ def main(argv=None) -> int:
     one, two = reports["one_level"], reports["two_level"]
     results = {
         "one_level": {**one.summary(), "params": models["one_level"].count_params(),
-                      "train_images_per_s": round(runs["one_level"].images_per_second or 0)},
+                      **runs["one_level"].speed()},
         "two_level": {**two.summary(), "params": models["two_level"].count_params(),
-                      "train_images_per_s": round(runs["two_level"].images_per_second or 0)}}
+                      **runs["two_level"].speed()}}
     print(f"\ntest -ELBO, nats per image: one level {one.nelbo:.2f} "
           f"(reconstruction {one.reconstruction.mean():.2f} + KL {one.kl.mean():.2f}, "
           f"{results['one_level']['active_units']}/{Z1} active units)")

@@ -166,7 +166,7 @@ def main(argv=None) -> int:
              "kl_anneal_epochs": spec.anneal_epochs, "params": models[spec.name].count_params(),
              "dead_hidden_units": dead_hidden_units(models[spec.name], data.x_test),
              "hidden_units": spec.hidden,
-             "train_images_per_s": round(runs[spec.name].images_per_second or 0),
+             **runs[spec.name].speed(),
              "train_seconds": round(runs[spec.name].wall_seconds, 1)}
         results[spec.name] = r
         print(f"{spec.name:<22}{r['params']:>10,}{r['test_nelbo_nats']:>9.2f}"

@@ -195,7 +195,7 @@ def main(argv=None) -> int:
                                 "codes": args.codes, "code_dim": args.code_dim,
                                 "ch2_cnn_autoencoder_test_mse_28x28": ch2,
                                 "params": vqvae.count_params(),
-                                "train_images_per_s": round(vq_run.images_per_second or 0),
+                                **vq_run.speed(),
                                 "train_seconds": round(vq_run.wall_seconds, 1)},
                       "pixelcnn": {"test_nll_nats_per_image": round(nll, 2),
                                    "independent_positions_nll": round(baseline, 2),
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
                                    "classifier_fid": round(fid_prior, 3),
                                    "independent_positions_fid": round(fid_independent, 3),
                                    "epochs": prior_epochs, "params": prior.count_params(),
-                                   "train_images_per_s": round(prior_run.images_per_second or 0),
+                                   **prior_run.speed(),
                                    "train_seconds": round(prior_run.wall_seconds, 1)}})
     print(f"\nFigures, models and metrics.json are in {args.out}/ "
           "(start with samples.png and code_grid.png)")

@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: make `common` importable
 import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
 from common import figures  # noqa: E402
 from common.atomic import save_model  # noqa: E402
-from common.classifier import FeatureClassifier  # noqa: E402
+from common.classifier import FeatureClassifier, describe_scores  # noqa: E402
 from common.cli import make_parser, parse, positive_float, run  # noqa: E402
 from common.gan import GAN, SampleGrid, equilibrium_curves, fit_gan, generate  # noqa: E402
 from common.pipeline import batches  # noqa: E402
@@ -80,14 +80,9 @@ def main(argv=None) -> int:
     asked = np.repeat(np.arange(k), PER_CLASS)
     samples = generate(gan.generator, rng.standard_normal((len(asked), LATENT_DIM))
                        .astype("float32"), asked, k)
-    accuracy = judge.conditional_accuracy(samples, asked)
-    per_class = [round(float(np.mean(judge.predict(samples[asked == c]) == c)), 3)
-                 for c in range(k)]
-    fid = judge.fid(data.x_test, samples)
-    bar = BARS.get(data.name)
-    verdict = "" if bar is None else f" (bar {bar}: {'met' if accuracy >= bar else 'missed'})"
-    print(f"conditional accuracy {accuracy:.3f}{verdict}; per class {per_class}; "
-          f"classifier FID {fid:.2f}")
+    scores = judge.score_conditional(samples, asked, data.x_test, BARS.get(data.name))
+    per_class = scores["conditional_accuracy_per_class"]
+    print(f"{describe_scores(scores)}; per class {per_class}")
 
     figures.image_grid(generate(gan.generator, z_grid, y_grid, k), args.out / "class_grid.png",
                        ncols=10, row_labels=data.class_names,
@@ -102,14 +97,11 @@ def main(argv=None) -> int:
     save_model(gan.discriminator, args.out / "discriminator.keras")
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
                   wall_seconds=time.perf_counter() - start, models={"cgan": {
-                      "conditional_accuracy": round(accuracy, 4),
-                      "conditional_accuracy_per_class": per_class,
-                      "conditional_accuracy_bar": bar, "classifier_fid": round(fid, 3),
-                      "classifier_test_accuracy": round(judge.test_accuracy, 4),
+                      **scores,
                       "final": {key: round(v[-1], 4) for key, v in run_.history.items()},
                       "generator_params": gan.generator.count_params(),
                       "discriminator_params": gan.discriminator.count_params(),
-                      "train_images_per_s": round(run_.images_per_second or 0),
+                      **run_.speed(),
                       "train_seconds": round(run_.wall_seconds, 1)}})
     print(f"\nFigures (progress.gif shows the training), models and metrics.json are in "
           f"{args.out}/ (start with class_grid.png)")

@@ -109,7 +109,7 @@ def main(argv=None) -> int:
                       "final": {k: round(v[-1], 4) for k, v in run_.history.items()},
                       "generator_params": gan.generator.count_params(),
                       "discriminator_params": gan.discriminator.count_params(),
-                      "train_images_per_s": round(run_.images_per_second or 0),
+                      **run_.speed(),
                       "train_seconds": round(run_.wall_seconds, 1)}})
     print(f"\nFigures (progress.gif shows the training), models and metrics.json are in "
           f"{args.out}/")

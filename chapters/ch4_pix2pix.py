@@ -209,10 +209,10 @@ def main(argv=None) -> int:
     outputs = {"pix2pix": generate(gan.generator, to_tanh_range(t_in)),
                "l1_only": generate(l1_only, to_tanh_range(t_in))}
     results = {name: evaluate(o, data.x_test, data.y_test, judge) for name, o in outputs.items()}
-    results["pix2pix"].update(train_images_per_s=round(gan_run.images_per_second or 0),
+    results["pix2pix"].update(**gan_run.speed(),
                               train_seconds=round(gan_run.wall_seconds, 1),
                               final={k: round(v[-1], 4) for k, v in gan_run.history.items()})
-    results["l1_only"].update(train_images_per_s=round(l1_run.images_per_second or 0),
+    results["l1_only"].update(**l1_run.speed(),
                               train_seconds=round(l1_run.wall_seconds, 1))
     targets = evaluate(data.x_test, data.x_test, data.y_test, judge)["classifier_accuracy"]
     for name, r in results.items():

@@ -7,9 +7,15 @@ chapter's previous run when there is one). Then every `metrics.json` under the r
 collected into a Markdown table (`RESULTS.md`, which README's results table is copied from) and
 a static page with each chapter's main figure and numbers (`gallery.html`).
 
+Throughput is put against the machine: before the chapters run (or with `--bench` alone), a
+float32 matmul measures what this CPU can do at best (common.flops.matmul_peak_gflops); it is
+kept in `<root>/bench.json`, and each model's training GFLOP/s (images/s x its FLOPs per image)
+is shown as a share of it.
+
 `--collect` skips the training and only rebuilds the two files from the runs already there.
 
 Run:  python chapters/run_all.py [--quick] [--dataset fashion_mnist] [--only ch2_vae ...]
+      python chapters/run_all.py --bench      (measure the peak only)
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ CHAPTERS = [
     ("ch4_dcgan", "samples.png", True),
     ("ch4_cgan", "class_grid.png", True),
     ("ch4_pix2pix", "triplets.png", True),
+    ("ch5_ddpm", "samples.png", True),
+    ("ch5_conditional_diffusion", "class_grid.png", True),
 ]
 NAMES = [c[0] for c in CHAPTERS]
 
@@ -102,21 +110,34 @@ def collect(root: Path) -> list[tuple[str, dict]]:
     return found
 
 
-def results_markdown(records: list[tuple[str, dict]]) -> str:
+def share_of_peak(numbers: dict, peak: float | None) -> str:
+    """'GFLOP/s (share of the machine's matmul peak)' of one model's training, when known."""
+    achieved = numbers.get("train_gflop_per_s")
+    if not achieved:
+        return ""
+    return f"{achieved:.0f} ({achieved / peak:.0%})" if peak else f"{achieved:.0f}"
+
+
+def results_markdown(records: list[tuple[str, dict]], peak: float | None = None) -> str:
+    measured = (f"this machine's float32 matmul peak, measured by `run_all.py --bench`: "
+                f"{peak:.0f} GFLOP/s" if peak else "no peak measured (`run_all.py --bench`)")
     lines = ["# Results", "",
              "Collected by `python chapters/run_all.py` from each chapter's `metrics.json`. "
              "Wall time is the whole command; images/s is the median training step after the "
-             "first.", "",
-             "| chapter | data | model | metrics (test set) | wall time | train img/s | quick | "
-             "date |", "|---|---|---|---|---|---|---|---|"]
+             f"first; GFLOP/s is images/s x the model's training FLOPs per image, with its share "
+             f"of {measured}.", "",
+             "| chapter | data | model | metrics (test set) | wall time | train img/s | "
+             "GFLOP/s (of peak) | quick | date |", "|---|---|---|---|---|---|---|---|---|"]
     for script, r in records:
         first = True
         for model, numbers in r.get("models", {}).items():
-            speed = numbers.get("train_images_per_s") if isinstance(numbers, dict) else None
+            numbers = numbers if isinstance(numbers, dict) else {}
+            speed = numbers.get("train_images_per_s")
             cells = [f"`{script}`" if first else "", data_used(r) if first else "", model,
-                     headline(numbers) if isinstance(numbers, dict) else "",
+                     headline(numbers),
                      f"{r.get('wall_time_s', 0) / 60:.1f} min" if first else "",
-                     f"{speed:,}" if speed else "", "yes" if r.get("quick") else "",
+                     f"{speed:,}" if speed else "", share_of_peak(numbers, peak),
+                     "yes" if r.get("quick") else "",
                      r.get("date", "") if first else ""]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
             first = False
@@ -167,6 +188,25 @@ def run_chapter(script: str, takes_dataset: bool, args, root: Path) -> tuple[int
     return code, time.perf_counter() - start
 
 
+def bench(root: Path) -> float:
+    """Measure the matmul peak now and keep it in `<root>/bench.json`."""
+    from common.flops import matmul_peak_gflops
+
+    peak = round(matmul_peak_gflops(), 1)
+    write_text(root / "bench.json", json.dumps(
+        {"matmul_gflop_per_s": peak, "date": time.strftime("%Y-%m-%d")}, indent=2) + "\n")
+    print(f"float32 matmul peak of this machine: {peak:.0f} GFLOP/s (kept in "
+          f"{root / 'bench.json'})", flush=True)
+    return peak
+
+
+def saved_peak(root: Path) -> float | None:
+    try:
+        return float(json.loads((root / "bench.json").read_text())["matmul_gflop_per_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def previous_seconds(root: Path, script: str, quick: bool) -> float | None:
     try:
         record = json.loads((root / script / "metrics.json").read_text())
@@ -184,6 +224,9 @@ def main(argv=None) -> int:
     parser.add_argument("--collect", action="store_true",
                         help="run nothing; rebuild RESULTS.md and gallery.html from the runs "
                              "already under --out")
+    parser.add_argument("--bench", action="store_true",
+                        help="only measure this machine's float32 matmul GFLOP/s (the peak "
+                             "the results table compares training with)")
     parser.add_argument("--out", type=Path, default=OUTPUT_ROOT,
                         help="root folder of the chapters' outputs (default outputs)")
     args = parser.parse_args(argv)
@@ -195,9 +238,13 @@ def main(argv=None) -> int:
     problem = writable_dir_problem(args.out)
     if problem:
         raise UserError(f"--out {args.out}: {problem}")
+    if args.bench:
+        bench(args.out)
+        return 0
     chosen = [c for c in CHAPTERS if not args.only or c[0] in args.only]
     failed = []
     if not args.collect:
+        bench(args.out)  # first, on an idle machine
         start = time.perf_counter()
         estimates = [previous_seconds(args.out, c[0], args.quick) for c in chosen]
         for i, (script, _, takes_dataset) in enumerate(chosen):
@@ -212,7 +259,7 @@ def main(argv=None) -> int:
             if code != 0:
                 failed.append(script)
     records = collect(args.out)
-    write_text(args.out / "RESULTS.md", results_markdown(records))
+    write_text(args.out / "RESULTS.md", results_markdown(records, saved_peak(args.out)))
     write_text(args.out / "gallery.html", gallery_html(records, args.out))
     print(f"{len(records)} chapters collected into {args.out / 'RESULTS.md'} and "
           f"{args.out / 'gallery.html'}")

@@ -93,3 +93,27 @@ class FeatureClassifier:
     def conditional_accuracy(self, generated_images, requested_labels) -> float:
         """Share of generated images classified as the class they were asked to show."""
         return float(np.mean(self.predict(generated_images) == np.asarray(requested_labels)))
+
+    def score_conditional(self, generated_images, requested_labels, real_images,
+                          bar: float | None = None) -> dict:
+        """What a conditional generator's chapter reports: the conditional accuracy overall
+        and per requested class, the classifier FID against `real_images`, and the bar with
+        its verdict ("met"/"missed"; None where no bar is set for the data)."""
+        requested = np.asarray(requested_labels)
+        hits = self.predict(generated_images) == requested
+        accuracy = float(np.mean(hits))
+        return {"conditional_accuracy": round(accuracy, 4),
+                "conditional_accuracy_per_class": [round(float(np.mean(hits[requested == c])), 3)
+                                                   for c in np.unique(requested)],
+                "classifier_fid": round(self.fid(real_images, generated_images), 3),
+                "classifier_test_accuracy": round(self.test_accuracy, 4),
+                "conditional_accuracy_bar": bar,
+                "bar_verdict": None if bar is None else ("met" if accuracy >= bar else "missed")}
+
+
+def describe_scores(scores: dict) -> str:
+    """One line of FeatureClassifier.score_conditional's numbers, with the bar's verdict."""
+    bar = scores["conditional_accuracy_bar"]
+    verdict = "" if bar is None else f" (bar {bar}: {scores['bar_verdict']})"
+    return (f"conditional accuracy {scores['conditional_accuracy']:.3f}{verdict}; "
+            f"classifier FID {scores['classifier_fid']:.2f}")

@@ -113,6 +113,13 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     return args
 
 
+def check_class_index(parser, flag: str, value: int, num_classes: int) -> None:
+    """A class index given on the command line must exist in the data (known only after
+    loading it): a one-line error otherwise."""
+    if value >= num_classes:
+        parser.error(f"{flag} must be below {num_classes}, the number of classes")
+
+
 def epochs_for(args: argparse.Namespace, train_size: int, *, images: int,
                at_most: int = 60) -> int:
     """The epoch count: `--epochs` if given, else enough to show the model about `images`

@@ -66,6 +66,15 @@ class GAN(keras.Model):
         """Generate: inputs are z, or [z, one-hot labels] for a conditional GAN."""
         return self.generator(inputs, training=training)
 
+    def training_flops_per_image(self) -> int:
+        """Per real image: D's update runs G forward (g) and D forward and backward on a real
+        and a fake image (2 x 3d); G's update runs G and D forward and backward (3g + 3d).
+        Together 4g + 9d; see common.flops."""
+        from common.flops import BACKWARD_FACTOR, forward_flops
+
+        g, d = forward_flops(self.generator), forward_flops(self.discriminator)
+        return g + 2 * BACKWARD_FACTOR * d + BACKWARD_FACTOR * (g + d)
+
     def _with_label(self, x, labels):
         return x if labels is None else [x, labels]
 

@@ -2,8 +2,8 @@
 
 `fit()` adds what a careful run needs and plain `fit` lacks: a seed, a clear error when the
 loss turns NaN, resume after an interruption (`BackupAndRestore`), a measured throughput in
-images/s (median over the steps after the first, so compilation is not counted), the wall time,
-and the history saved as JSON.
+images/s (median over the steps after the first, so compilation is not counted) with the FLOPs
+behind it (common.flops), the wall time, and the history saved as JSON.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 from common.atomic import write_json
 from common.cli import epochs_for
 from common.data import load
+from common.flops import training_flops_per_image
 from common.errors import TrainingDiverged
 
 
@@ -75,6 +76,16 @@ class FitResult:
     history: dict[str, list[float]]
     wall_seconds: float
     images_per_second: float | None
+    flops_per_image: int = 0  # training FLOPs per image (common.flops)
+
+    def speed(self) -> dict:
+        """The throughput numbers every chapter records: images/s, the model's training
+        MFLOP per image and the GFLOP/s they add up to (run_all.py divides that by the
+        machine's measured matmul peak)."""
+        images = self.images_per_second or 0.0
+        return {"train_images_per_s": round(images),
+                "train_mflop_per_image": round(self.flops_per_image / 1e6, 2),
+                "train_gflop_per_s": round(images * self.flops_per_image / 1e9, 1)}
 
 
 def fit(model: keras.Model, train, *, epochs: int, batch_size: int, out: Path, tag: str,
@@ -100,7 +111,7 @@ def fit(model: keras.Model, train, *, epochs: int, batch_size: int, out: Path, t
         shutil.rmtree(backup.parent, ignore_errors=True)
     logs = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     write_json(Path(out) / f"history_{tag}.json", logs)
-    return FitResult(logs, wall, meter.images_per_second)
+    return FitResult(logs, wall, meter.images_per_second, training_flops_per_image(model))
 
 
 def cosine_adam(learning_rate: float, total_steps: int) -> keras.optimizers.Adam:

@@ -52,6 +52,15 @@ def test_training_lowers_the_noise_prediction_loss_on_a_repeated_batch():
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
 
 
+def test_ema_decay_warms_up_so_the_initial_weights_fade_fast():
+    model = tiny(ema_decay=0.999)
+    decays = [float(model.ema_decay_now(float(n))) for n in (0, 90, 1e6)]
+    assert decays == pytest.approx([0.1, 0.91, 0.999])
+    # after 1,900 steps the random start weighs < 1e-3, not the 0.999^1900 = 15% of a fixed decay
+    weight = np.prod([float(model.ema_decay_now(float(n))) for n in range(1900)])
+    assert weight < 1e-3 < 0.999 ** 1900
+
+
 def test_ema_follows_the_weights_at_its_decay():
     model = tiny(ema_decay=0.0)  # decay 0: the EMA copy is the latest weights
     model.compile(optimizer="adam")

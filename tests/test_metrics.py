@@ -46,6 +46,13 @@ def test_feature_classifier_trains_caches_and_measures(digits, tmp_path):
     assert first.conditional_accuracy(x, y) == pytest.approx(first.test_accuracy, abs=1e-6)
     assert first.conditional_accuracy(x, (y + 1) % 10) < 0.2
     assert first.features(x[:7]).shape == (7, 128)
+    scores = first.score_conditional(x, y, x, bar=0.99)
+    assert scores["conditional_accuracy"] == pytest.approx(first.test_accuracy, abs=1e-4)
+    hits = first.predict(x) == y
+    assert scores["conditional_accuracy_per_class"][3] == pytest.approx(hits[y == 3].mean(),
+                                                                         abs=1e-3)
+    assert scores["bar_verdict"] == "missed" and scores["classifier_fid"] < 1e-2
+    assert first.score_conditional(x, y, x)["bar_verdict"] is None
     # Real images are closer to other real images than to noise, and to themselves.
     noise = np.random.default_rng(0).uniform(size=x.shape).astype("float32")
     assert first.fid(x[:256], x[256:]) < first.fid(x[:256], noise[:256])

@@ -3,7 +3,7 @@
 import json
 
 from chapters import run_all
-from tests.conftest import run_script
+from tests.conftest import ROOT, run_script
 
 
 def fake_run(root, script, models, quick=False):
@@ -16,13 +16,16 @@ def fake_run(root, script, models, quick=False):
 
 def test_collect_builds_the_table_and_the_gallery_from_metrics(tmp_path):
     fake_run(tmp_path, "ch2_vae", {"vae": {"test_mse": 0.02361, "abs_z_p99": 2.6,
-                                           "train_images_per_s": 3042}})
+                                           "train_images_per_s": 3042,
+                                           "train_gflop_per_s": 89.0}})
+    (tmp_path / "bench.json").write_text(json.dumps({"matmul_gflop_per_s": 178.0}))
     fake_run(tmp_path, "ch3_cvae", {"cvae": {"conditional_accuracy": 0.91234}}, quick=True)
     (tmp_path / "ch2_vae" / "latent_scatter.png").write_bytes(b"png")
     assert run_all.main(["--collect", "--out", str(tmp_path)]) == 0
     table = (tmp_path / "RESULTS.md").read_text()
     assert "| `ch2_vae` | mnist5k | vae | MSE 0.0236; 99% of codes in \\|z\\| < 2.60 | 1.5 min" \
-           " | 3,042 |" in table
+           " | 3,042 | 89 (50%) |" in table
+    assert "matmul peak, measured by `run_all.py --bench`: 178 GFLOP/s" in table
     assert "conditional accuracy 0.912" in table and "| yes |" in table
     page = (tmp_path / "gallery.html").read_text()
     assert "<img src='ch2_vae/latent_scatter.png'" in page
@@ -38,7 +41,19 @@ def test_runs_a_chapter_and_reports_progress(tmp_path):
     assert "`classical_normal`" in (tmp_path / "RESULTS.md").read_text()
 
 
+def test_bench_measures_and_keeps_the_peak(tmp_path):
+    result = run_script("chapters/run_all.py", "--bench", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert run_all.saved_peak(tmp_path) > 0.1
+    assert "GFLOP/s" in result.stdout and not (tmp_path / "RESULTS.md").exists()
+
+
 def test_bad_choices_are_one_line_errors(tmp_path):
     for args in (["--only", "ch9_nothing"], ["--dataset", "cifar11"]):
         result = run_script("chapters/run_all.py", "--collect", "--out", tmp_path, *args)
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, args
+
+
+def test_every_chapter_script_is_in_the_runner():
+    scripts = {p.stem for p in (ROOT / "chapters").glob("*.py")} - {"__init__", "run_all"}
+    assert scripts == set(run_all.NAMES)
