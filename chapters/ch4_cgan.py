@@ -23,10 +23,10 @@ if __package__ in (None, ""):  # run as a script: make `common` importable
 
 import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
 from common import figures  # noqa: E402
-from common.atomic import save_model  # noqa: E402
 from common.classifier import FeatureClassifier, describe_scores  # noqa: E402
 from common.cli import make_parser, parse, positive_float, run  # noqa: E402
-from common.gan import GAN, SampleGrid, equilibrium_curves, fit_gan, generate  # noqa: E402
+from common.gan import (GAN, SampleGrid, equilibrium_curves, fit_gan, generate,  # noqa: E402
+                        save_and_summarise)
 from common.pipeline import batches  # noqa: E402
 from common.gan_models import build_discriminator, build_generator  # noqa: E402
 from common.results import write_metrics  # noqa: E402
@@ -93,16 +93,9 @@ def main(argv=None) -> int:
                  labels=data.class_names, xlabel="requested class", ylabel="accuracy",
                  title=f"Samples the classifier assigns to the requested class "
                        f"({PER_CLASS} per class)")
-    save_model(gan.generator, args.out / "generator.keras")
-    save_model(gan.discriminator, args.out / "discriminator.keras")
+    trained = save_and_summarise(gan, run_, args.out)
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
-                  wall_seconds=time.perf_counter() - start, models={"cgan": {
-                      **scores,
-                      "final": {key: round(v[-1], 4) for key, v in run_.history.items()},
-                      "generator_params": gan.generator.count_params(),
-                      "discriminator_params": gan.discriminator.count_params(),
-                      **run_.speed(),
-                      "train_seconds": round(run_.wall_seconds, 1)}})
+                  wall_seconds=time.perf_counter() - start, models={"cgan": {**scores, **trained}})
     print(f"\nFigures (progress.gif shows the training), models and metrics.json are in "
           f"{args.out}/ (start with class_grid.png)")
     return 0

@@ -28,11 +28,11 @@ if __package__ in (None, ""):  # run as a script: make `common` importable
 
 import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
 from common import figures  # noqa: E402
-from common.atomic import save_model  # noqa: E402
 from common.classifier import FeatureClassifier  # noqa: E402
 from common.cli import make_parser, parse, positive_float, run  # noqa: E402
 from common.errors import UserError  # noqa: E402
-from common.gan import GAN, SampleGrid, equilibrium_curves, fit_gan, generate  # noqa: E402
+from common.gan import (GAN, SampleGrid, equilibrium_curves, fit_gan, generate,  # noqa: E402
+                        save_and_summarise)
 from common.pipeline import batches  # noqa: E402
 from common.gan_models import build_discriminator, build_generator  # noqa: E402
 from common.results import write_metrics  # noqa: E402
@@ -97,8 +97,7 @@ def main(argv=None) -> int:
                  args.out / "sample_classes.png", labels=data.class_names,
                  title=f"Classes of {COUNTED:,} samples (the feature classifier's verdict)",
                  xlabel="class", ylabel="share")
-    save_model(gan.generator, args.out / "generator.keras")
-    save_model(gan.discriminator, args.out / "discriminator.keras")
+    trained = save_and_summarise(gan, run_, args.out)
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
                   wall_seconds=time.perf_counter() - start, models={"dcgan": {
                       "classifier_fid": round(fid, 3), "ch2_vae_classifier_fid":
@@ -106,11 +105,7 @@ def main(argv=None) -> int:
                       "real_images_classifier_fid": round(floor, 3),
                       "sample_class_counts": counts.tolist(),
                       "every_class_appears": bool(counts.min() > 0),
-                      "final": {k: round(v[-1], 4) for k, v in run_.history.items()},
-                      "generator_params": gan.generator.count_params(),
-                      "discriminator_params": gan.discriminator.count_params(),
-                      **run_.speed(),
-                      "train_seconds": round(run_.wall_seconds, 1)}})
+                      **trained}})
     print(f"\nFigures (progress.gif shows the training), models and metrics.json are in "
           f"{args.out}/")
     return 0

@@ -189,6 +189,19 @@ def fit_gan(gan: GAN, train, *, epochs: int, batch_size: int, out: Path, samples
                callbacks=[samples] if samples else [], nan_hint="try a lower --learning-rate")
 
 
+def save_and_summarise(gan: GAN, run_, out: Path) -> dict:
+    """Save both networks as `.keras` files and return the training numbers a GAN chapter
+    records: the last epoch's trackers, the parameter counts, throughput and time."""
+    from common.atomic import save_model
+
+    save_model(gan.generator, Path(out) / "generator.keras")
+    save_model(gan.discriminator, Path(out) / "discriminator.keras")
+    return {"final": {k: round(v[-1], 4) for k, v in run_.history.items()},
+            "generator_params": gan.generator.count_params(),
+            "discriminator_params": gan.discriminator.count_params(),
+            **run_.speed(), "train_seconds": round(run_.wall_seconds, 1)}
+
+
 def equilibrium_curves(history: dict, path: Path, *, title: str) -> Path:
     """Losses and D's mean outputs per epoch, with the values of the game's equilibrium."""
     return figures.curve_panels(
