@@ -16,9 +16,12 @@ cannot run under a strategy; the chapter-2 dense autoencoder, which draws none, 
 
 from __future__ import annotations
 
+import json
 import os
 
 import tensorflow as tf
+
+from common.errors import UserError
 
 
 def add_flag(parser) -> None:
@@ -33,6 +36,11 @@ def make_strategy(enabled: bool, devices: list[str] | None = None) -> tf.distrib
     if not enabled:
         return tf.distribute.get_strategy()
     if os.environ.get("TF_CONFIG"):
+        try:
+            json.loads(os.environ["TF_CONFIG"])
+        except ValueError as err:
+            raise UserError(f"TF_CONFIG is not valid JSON ({err}); unset it to train on this "
+                            "machine alone") from None
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.MirroredStrategy(devices)
 

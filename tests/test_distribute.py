@@ -53,3 +53,12 @@ def test_chapter_trains_with_distribute(tmp_path):
     assert (record["strategy"], record["replicas"]) == ("MirroredStrategy", 1)
     assert 0 < record["models"]["dense_autoencoder"]["test_mse"] < 1
 
+
+
+def test_a_malformed_tf_config_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    result = run_script("chapters/ch2_dense_autoencoder.py", "--quick", "--distribute",
+                        "--dataset", "mnist5k", "--out", tmp_path / "o")
+    assert result.returncode == 2 and "TF_CONFIG" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not any((tmp_path / "o").rglob("*"))  # nothing written
