@@ -45,7 +45,7 @@ from common.training import prepare  # noqa: E402
 import numpy as np  # noqa: E402
 
 CHAPTER = "ch5_conditional_diffusion"
-IMAGES = 120_000  # default budget: 2 epochs of 60,000 images (about 23 min here)
+IMAGES = 120_000  # default budget: 2 epochs of 60,000 images (22-23 min of training here)
 SIDE_SHARE = 0.3  # the scales other than --guidance are scored on 30% as many samples
 SHAPE = (28, 28, 1)
 SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
@@ -69,7 +69,8 @@ def main(argv=None) -> int:
                         help="the class drawn at every guidance scale (default 0)")
     args = parse(parser, argv)
     check_diffusion_flags(parser, args)
-    build_diffusion(args.channels, 10, name="cfg", attention=args.attention).network.summary(line_length=110)
+    shown = build_diffusion(args.channels, 10, name="cfg", attention=args.attention)
+    shown.network.summary(line_length=110)
     if args.summary:
         return 0
 

@@ -6,8 +6,8 @@ predict the noise in x_t given t, trained with a plain MSE on random steps of ra
 (common.diffusion). Sampling starts from pure noise and removes the predicted noise step by
 step: 1000 network passes per image with the ancestral sampler, or 50 with DDIM (Song et al.
 2021), which skips steps deterministically. The weights used for sampling are an exponential
-moving average (decay 0.999) of the trained ones, as in the paper, which smooths out the last
-steps' noise in the parameters.
+moving average of the trained ones (decay 0.999 after a warm-up, common.diffusion), as in the
+paper, which smooths out the last steps' noise in the parameters.
 
 Measured: classifier FID of DDIM-50 samples against the test set (common.classifier), the time
 to draw 64 images with DDPM-1000 and with DDIM-50 and the FID of each, and training throughput.
@@ -39,7 +39,7 @@ from common.training import prepare  # noqa: E402
 import numpy as np  # noqa: E402
 
 CHAPTER = "ch5_ddpm"
-IMAGES = 120_000  # default budget: 2 epochs of 60,000 images (about 23 min here)
+IMAGES = 120_000  # default budget: 2 epochs of 60,000 images (22-26 min of training here)
 SHAPE = (28, 28, 1)
 STRIP_STEPS = (0, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000)
 

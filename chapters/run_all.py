@@ -190,6 +190,7 @@ def run_chapter(script: str, takes_dataset: bool, args, root: Path) -> tuple[int
 
 def bench(root: Path) -> float:
     """Measure the matmul peak now and keep it in `<root>/bench.json`."""
+    import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up log)
     from common.flops import matmul_peak_gflops
 
     peak = round(matmul_peak_gflops(), 1)

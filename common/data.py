@@ -255,7 +255,8 @@ def _load_tfds(name: str) -> Dataset:
     notes = ()
     if test is None:
         cut = len(x_train) * 5 // 6
-        x_train, x_test, y_train, y_test = x_train[:cut], x_train[cut:], y_train[:cut], y_train[cut:]
+        x_train, x_test = x_train[:cut], x_train[cut:]
+        y_train, y_test = y_train[:cut], y_train[cut:]
         notes = ("no test split: the last sixth of train is used as test",)
     else:
         x_test, y_test = test

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from chapters import ch3_hierarchical_vae as hier
-from chapters import ch3_vae, ch3_vqvae
+from chapters import ch3_cvae, ch3_vae, ch3_vqvae
 from tests.conftest import run_script
 
 
@@ -51,9 +51,35 @@ def test_ch3_cvae_quick_scores_conditional_samples(tmp_path):
     r = metrics["models"]["conv_cvae"]
     assert 0.0 <= r["conditional_accuracy"] <= 1.0 and r["samples_scored"] == 5000
     assert len(r["conditional_accuracy_per_class"]) == 10
+    assert 0.0 <= r["reconstruction_accuracy"] <= 1.0
+    assert len(r["reconstruction_accuracy_per_class"]) == 10
+    assert "reconstructions of it" in result.stdout
+    assert r["prior"] == "fitted" and 0.0 <= r["normal_prior_conditional_accuracy"] <= 1.0
+    saved = np.load(out / "class_prior.npz")  # 10 classes x 10 Gaussians over z
+    assert saved["means"].shape == (10, 10, r["latent_dim"])
     assert (tmp_path / "_classifiers").is_dir()  # the judge is cached beside the outputs
     for name in ("same_z_every_class", "one_class_many_z", "analogies", "nelbo_curve"):
         assert (out / f"{name}.png").exists()
+
+
+def test_cvae_reconstruction_accuracy_judges_decoded_means():
+    class Decoder:  # "decodes" z into an image whose first pixel is round(z[0])
+        def predict(self, inputs, **_):
+            z, one_hot = inputs
+            assert one_hot.shape == (len(z), 3)
+            images = np.zeros((len(z), 2, 2, 1), "float32")
+            images[:, 0, 0, 0] = np.round(z[:, 0])
+            return images
+
+    class Judge:  # calls an image the class written in its first pixel
+        def predict(self, images):
+            return images[:, 0, 0, 0].astype(int)
+
+    labels = np.array([0, 1, 2, 2, 1])
+    means = np.array([[0.1], [1.2], [2.0], [0.9], [0.8]])  # the 4th decodes as class 1
+    result = ch3_cvae.reconstruction_accuracy(Judge(), Decoder(), means, labels, 3)
+    assert result["reconstruction_accuracy"] == pytest.approx(0.8)
+    assert result["reconstruction_accuracy_per_class"] == [1.0, 1.0, 0.5]
 
 
 def test_ch3_vqvae_quick_trains_both_stages(tmp_path):

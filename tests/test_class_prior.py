@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+
+from common.class_prior import ClassPrior
+
+
+def two_classes(rng):
+    """Class 0: two tight clusters at (-5, 0) and (5, 0); class 1: one cluster at (0, 8)."""
+    a = rng.normal(size=(400, 2)) * 0.3 + [[-5.0, 0.0]]
+    b = rng.normal(size=(400, 2)) * 0.3 + [[5.0, 0.0]]
+    c = rng.normal(size=(400, 2)) * 0.3 + [[0.0, 8.0]]
+    return np.concatenate([a, b, c]), np.repeat([0, 0, 1], 400)
+
+
+def test_class_prior_draws_each_class_where_its_codes_are(tmp_path):
+    rng = np.random.default_rng(0)
+    codes, labels = two_classes(rng)
+    prior = ClassPrior.fit(codes, labels, 2, components=2, seed=0)
+    z = prior.sample(np.repeat([0, 1], 500), rng)
+    assert z.dtype == np.float32 and z.shape == (1000, 2)
+    zero, one = z[:500], z[500:]
+    # class 0 lands in its two clusters, half in each, and never in the gap between them
+    assert np.all(np.abs(np.abs(zero[:, 0]) - 5.0) < 2.0)
+    assert np.mean(zero[:, 0] > 0) == pytest.approx(0.5, abs=0.1)
+    assert np.all(np.abs(one - [0.0, 8.0]).max(axis=1) < 2.0)
+    prior.save(tmp_path / "prior.npz")
+    saved = np.load(tmp_path / "prior.npz")
+    assert saved["means"].shape == (2, 2, 2) and saved["covariances"].shape == (2, 2, 2, 2)
+
+
+def test_class_prior_needs_codes_of_every_class():
+    with pytest.raises(ValueError, match="class 2"):
+        ClassPrior.fit(np.zeros((4, 2)), np.array([0, 0, 1, 1]), 3)
