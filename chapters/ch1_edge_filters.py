@@ -122,7 +122,8 @@ def main(argv=None) -> int:
         curves[model.name] = run_.history["accuracy"]
         results[model.name] = {"strokes_test_accuracy": round(float(accuracy), 4),
                                "trainable_params": int(sum(np.prod(w.shape)
-                                                           for w in model.trainable_weights))}
+                                                           for w in model.trainable_weights)),
+                               **run_.speed()}
     results["edge_filters"] = {"params": filters.count_params()}
     figures.curves(curves, args.out / "learning_curves.png", ylabel="train accuracy",
                    title="Linear classifier on strokes: edge maps vs raw pixels")

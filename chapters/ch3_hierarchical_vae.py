@@ -61,14 +61,15 @@ def build_two_level(seed: int | None = None) -> keras.Model:
     """x -> q(z1 | x) -> z1 -> q(z2 | z1) -> z2;  z2 -> p(z1 | z2);  z1 -> p(x | z1)."""
     image = keras.Input(IMAGE_SHAPE, name="image")
     q1_mean, q1_log_var = dense_encoder(Z1, hidden=HIDDEN, name="encoder")(image)
-    z1 = Sampling(seed=seed, name="sample_z1")([q1_mean, q1_log_var])
+    z1, noise1 = Sampling(seed=seed, return_noise=True, name="sample_z1")([q1_mean,
+                                                                           q1_log_var])
     q2_mean, q2_log_var = dense_gaussian(Z1, Z2, hidden=TOP_HIDDEN, name="encoder_z2")(z1)
     z2 = Sampling(seed=None if seed is None else seed + 1, name="sample_z2")([q2_mean,
                                                                               q2_log_var])
     p1_mean, p1_log_var = dense_gaussian(Z2, Z1, hidden=TOP_HIDDEN, name="prior_z1")(z2)
     probabilities = dense_decoder(Z1, hidden=HIDDEN, name="decoder")(z1)
     output = HierarchicalVaeLossLayer(name="vae_loss")(
-        [image, probabilities, z1, q1_mean, q1_log_var, p1_mean, p1_log_var, q2_mean,
+        [image, probabilities, z1, noise1, q1_log_var, p1_mean, p1_log_var, q2_mean,
          q2_log_var])
     return keras.Model(image, output, name="two_level")
 

@@ -110,6 +110,19 @@ def collect(root: Path) -> list[tuple[str, dict]]:
     return found
 
 
+def stamp_peak(root: Path, script: str, peak: float) -> None:
+    """Keep, in a chapter's metrics.json, the matmul peak measured at the start of the same
+    run_all call: this VM's speed changes from day to day, so a share of peak is only honest
+    against the peak of the run it describes."""
+    path = root / script / "metrics.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    record["matmul_peak_gflop_per_s"] = peak
+    write_text(path, json.dumps(record, indent=1) + "\n")
+
+
 def share_of_peak(numbers: dict, peak: float | None) -> str:
     """'GFLOP/s (share of the machine's matmul peak)' of one model's training, when known."""
     achieved = numbers.get("train_gflop_per_s")
@@ -119,24 +132,27 @@ def share_of_peak(numbers: dict, peak: float | None) -> str:
 
 
 def results_markdown(records: list[tuple[str, dict]], peak: float | None = None) -> str:
-    measured = (f"this machine's float32 matmul peak, measured by `run_all.py --bench`: "
-                f"{peak:.0f} GFLOP/s" if peak else "no peak measured (`run_all.py --bench`)")
+    fallback = (f"`run_all.py --bench`'s latest, {peak:.0f} GFLOP/s, for runs that did not "
+                f"record one" if peak else "none for runs that did not record one")
     lines = ["# Results", "",
              "Collected by `python chapters/run_all.py` from each chapter's `metrics.json`. "
              "Wall time is the whole command; images/s is the median training step after the "
-             f"first; GFLOP/s is images/s x the model's training FLOPs per image, with its share "
-             f"of {measured}.", "",
+             "first; GFLOP/s is images/s x the model's training FLOPs per image, with its share "
+             "of this machine's float32 matmul peak measured at the start of the same run_all "
+             f"call (the peak column; {fallback}).", "",
              "| chapter | data | model | metrics (test set) | wall time | train img/s | "
-             "GFLOP/s (of peak) | quick | date |", "|---|---|---|---|---|---|---|---|---|"]
+             "GFLOP/s (of peak) | peak | quick | date |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for script, r in records:
-        first = True
+        first, own = True, r.get("matmul_peak_gflop_per_s")
         for model, numbers in r.get("models", {}).items():
             numbers = numbers if isinstance(numbers, dict) else {}
             speed = numbers.get("train_images_per_s")
             cells = [f"`{script}`" if first else "", data_used(r) if first else "", model,
                      headline(numbers),
                      f"{r.get('wall_time_s', 0) / 60:.1f} min" if first else "",
-                     f"{speed:,}" if speed else "", share_of_peak(numbers, peak),
+                     f"{speed:,}" if speed else "", share_of_peak(numbers, own or peak),
+                     f"{own:.0f}" if own and first else "",
                      "yes" if r.get("quick") else "",
                      r.get("date", "") if first else ""]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
@@ -245,7 +261,7 @@ def main(argv=None) -> int:
     chosen = [c for c in CHAPTERS if not args.only or c[0] in args.only]
     failed = []
     if not args.collect:
-        bench(args.out)  # first, on an idle machine
+        peak = bench(args.out)  # first, on an idle machine
         start = time.perf_counter()
         estimates = [previous_seconds(args.out, c[0], args.quick) for c in chosen]
         for i, (script, _, takes_dataset) in enumerate(chosen):
@@ -257,7 +273,9 @@ def main(argv=None) -> int:
             status = "done" if code == 0 else f"FAILED (exit {code}, see its log.txt)"
             print(f"[{i + 1}/{len(chosen)}] {script}: {status} in {seconds / 60:.1f} min; "
                   f"elapsed {elapsed / 60:.1f} min, about {left / 60:.0f} min left", flush=True)
-            if code != 0:
+            if code == 0:
+                stamp_peak(args.out, script, peak)
+            else:
                 failed.append(script)
     records = collect(args.out)
     write_text(args.out / "RESULTS.md", results_markdown(records, saved_peak(args.out)))

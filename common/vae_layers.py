@@ -44,26 +44,40 @@ def gaussian_log_density(z, mean, log_var):
     return -0.5 * ops.sum(LOG_2PI + log_var + ops.square(z - mean) / ops.exp(log_var), axis=-1)
 
 
+def sample_log_density(noise, log_var):
+    """log N(z; mean, exp(log_var)) of a sample drawn as z = mean + exp(log_var / 2) * noise.
+
+    The same number as `gaussian_log_density(z, mean, log_var)`, written with the noise so that
+    nothing is divided: (z - mean)^2 / exp(log_var) is noise^2. The division form turns into
+    0 / 0 once a variance underflows, which a posterior trained without its KL term (the
+    beta = 0 epoch of KL annealing) can reach within a few dozen steps.
+    """
+    return -0.5 * ops.sum(LOG_2PI + log_var + ops.square(noise), axis=-1)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Sampling(layers.Layer):
     """z = mean + exp(log_var / 2) * eps, eps ~ N(0, I) (the reparameterisation trick).
 
     The noise comes from `keras.random.normal` with the layer's own `SeedGenerator`, so a
-    seeded model draws the same sequence every run, and each call draws afresh.
+    seeded model draws the same sequence every run, and each call draws afresh. With
+    `return_noise=True` the layer returns [z, eps], for a loss that needs the sample's density
+    (`sample_log_density`).
     """
 
-    def __init__(self, seed: int | None = None, **kwargs):
+    def __init__(self, seed: int | None = None, return_noise: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.seed = seed
+        self.seed, self.return_noise = seed, return_noise
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, inputs):
         mean, log_var = inputs
         eps = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
-        return mean + ops.exp(0.5 * log_var) * eps
+        z = mean + ops.exp(0.5 * log_var) * eps
+        return [z, eps] if self.return_noise else z
 
     def get_config(self):
-        return {**super().get_config(), "seed": self.seed}
+        return {**super().get_config(), "seed": self.seed, "return_noise": self.return_noise}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -102,10 +116,13 @@ class HierarchicalVaeLossLayer(layers.Layer):
 
     z1 and z2 are the sampled values. The first KL is a one-sample Monte Carlo estimate: z2 is
     drawn given z1, so KL(q(z1 | x) || p(z1 | z2)) in closed form would not be the ELBO's term.
-    The second is exact given z1. Both KL terms are weighted by `beta` (for annealing).
+    log q(z1 | x) is computed from the noise that drew z1 (`sample_log_density`), which stays
+    finite however small the posterior variance gets. The second KL is exact given z1. Both
+    KL terms are weighted by `beta` (for annealing).
 
-    Inputs: [x, probabilities, z1, q1_mean, q1_log_var, p1_mean, p1_log_var, q2_mean,
-    q2_log_var]; output: the probabilities, unchanged.
+    Inputs: [x, probabilities, z1, noise1, q1_log_var, p1_mean, p1_log_var, q2_mean,
+    q2_log_var], where z1 = q1_mean + exp(q1_log_var / 2) * noise1; output: the
+    probabilities, unchanged.
     """
 
     def __init__(self, beta: float = 1.0, **kwargs):
@@ -114,8 +131,8 @@ class HierarchicalVaeLossLayer(layers.Layer):
                                     trainable=False, name="beta")
 
     def call(self, inputs):
-        x, probabilities, z1, q1_mean, q1_log_var, p1_mean, p1_log_var, q2_mean, q2_log_var = inputs
-        kl1 = (gaussian_log_density(z1, q1_mean, q1_log_var)
+        x, probabilities, z1, noise1, q1_log_var, p1_mean, p1_log_var, q2_mean, q2_log_var = inputs
+        kl1 = (sample_log_density(noise1, q1_log_var)
                - gaussian_log_density(z1, p1_mean, p1_log_var))
         kl2 = kl_to_standard_normal(q2_mean, q2_log_var)
         self.add_loss(ops.mean(bernoulli_nll(x, probabilities) + self.beta * (kl1 + kl2)))

@@ -6,27 +6,29 @@ from chapters import run_all
 from tests.conftest import ROOT, run_script
 
 
-def fake_run(root, script, models, quick=False):
+def fake_run(root, script, models, quick=False, **extra):
     (root / script).mkdir(parents=True)
     record = {"chapter": script, "dataset": {"name": "mnist5k"}, "quick": quick,
               "wall_time_s": 90.0, "date": "2026-11-24", "models": models,
-              "machine": {"cpus": 2}, "versions": {"keras": "3"}}
+              "machine": {"cpus": 2}, "versions": {"keras": "3"}, **extra}
     (root / script / "metrics.json").write_text(json.dumps(record))
 
 
 def test_collect_builds_the_table_and_the_gallery_from_metrics(tmp_path):
     fake_run(tmp_path, "ch2_vae", {"vae": {"test_mse": 0.02361, "abs_z_p99": 2.6,
                                            "train_images_per_s": 3042,
-                                           "train_gflop_per_s": 89.0}})
+                                           "train_gflop_per_s": 89.0}},
+             matmul_peak_gflop_per_s=120.0)
     (tmp_path / "bench.json").write_text(json.dumps({"matmul_gflop_per_s": 178.0}))
-    fake_run(tmp_path, "ch3_cvae", {"cvae": {"conditional_accuracy": 0.91234}}, quick=True)
+    fake_run(tmp_path, "ch3_cvae", {"cvae": {"conditional_accuracy": 0.91234,
+                                             "train_gflop_per_s": 44.5}}, quick=True)
     (tmp_path / "ch2_vae" / "latent_scatter.png").write_bytes(b"png")
     assert run_all.main(["--collect", "--out", str(tmp_path)]) == 0
     table = (tmp_path / "RESULTS.md").read_text()
     assert "| `ch2_vae` | mnist5k | vae | MSE 0.0236; 99% of codes in \\|z\\| < 2.60 | 1.5 min" \
-           " | 3,042 | 89 (50%) |" in table
-    assert "matmul peak, measured by `run_all.py --bench`: 178 GFLOP/s" in table
-    assert "conditional accuracy 0.912" in table and "| yes |" in table
+           " | 3,042 | 89 (74%) | 120 |" in table  # against the peak of its own run
+    assert "`run_all.py --bench`'s latest, 178 GFLOP/s" in table
+    assert "conditional accuracy 0.912 | 1.5 min |  | 44 (25%) |  | yes |" in table  # no own peak
     page = (tmp_path / "gallery.html").read_text()
     assert "<img src='ch2_vae/latent_scatter.png'" in page
     assert page.count("<h2>") == 2 and "conditional VAE" in page  # the chapter's docstring
@@ -39,6 +41,8 @@ def test_runs_a_chapter_and_reports_progress(tmp_path):
     assert "[1/1] classical_normal: done in" in result.stdout
     assert (tmp_path / "classical_normal" / "log.txt").stat().st_size > 0
     assert "`classical_normal`" in (tmp_path / "RESULTS.md").read_text()
+    record = json.loads((tmp_path / "classical_normal" / "metrics.json").read_text())
+    assert record["matmul_peak_gflop_per_s"] == run_all.saved_peak(tmp_path) > 0.1
 
 
 def test_bench_measures_and_keeps_the_peak(tmp_path):

@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from keras import ops
 from scipy.stats import multivariate_normal
 
 from common.elbo import ElboMonitor, ElboReport, elbo_report
@@ -40,7 +42,8 @@ def test_two_level_loss_matches_a_hand_computation():
     f = lambda *shape: rng.normal(size=shape).astype("float32")  # noqa: E731
     x = (rng.uniform(size=(n, 6)) > 0.5).astype("float32")
     p = rng.uniform(0.1, 0.9, size=(n, 6)).astype("float32")
-    z1, q1m, q1v, p1m, p1v = f(n, 3), f(n, 3), f(n, 3) * 0.3, f(n, 3), f(n, 3) * 0.3
+    noise1, q1m, q1v, p1m, p1v = f(n, 3), f(n, 3), f(n, 3) * 0.3, f(n, 3), f(n, 3) * 0.3
+    z1 = q1m + np.exp(0.5 * q1v) * noise1
     q2m, q2v = f(n, 2), f(n, 2) * 0.3
 
     def log_n(z, m, lv):
@@ -49,12 +52,32 @@ def test_two_level_loss_matches_a_hand_computation():
     rec = -(x * np.log(p) + (1 - x) * np.log(1 - p)).sum(axis=1)
     kl1 = np.subtract(log_n(z1, q1m, q1v), log_n(z1, p1m, p1v))
     kl2 = -0.5 * (1 + q2v - q2m ** 2 - np.exp(q2v)).sum(axis=1)
-    inputs = [keras.Input(a.shape[1:]) for a in (x, p, z1, q1m, q1v, p1m, p1v, q2m, q2v)]
+    inputs = [keras.Input(a.shape[1:]) for a in (x, p, z1, noise1, q1v, p1m, p1v, q2m, q2v)]
     for beta in (1.0, 0.5):
         model = keras.Model(inputs, HierarchicalVaeLossLayer(beta=beta)(inputs))
         model.compile(optimizer="sgd")
-        got = model.evaluate([x, p, z1, q1m, q1v, p1m, p1v, q2m, q2v], batch_size=n, verbose=0)
+        got = model.evaluate([x, p, z1, noise1, q1v, p1m, p1v, q2m, q2v], batch_size=n,
+                             verbose=0)
         assert got == pytest.approx(np.mean(rec + beta * (kl1 + kl2)), rel=1e-5)
+
+
+def test_two_level_loss_and_its_gradient_stay_finite_as_the_posterior_variance_vanishes():
+    # The beta = 0 epoch of KL annealing lets q(z1 | x) shrink without limit; at a log
+    # variance of -120, exp(log_var) is 0 in float32 and the division form of the density
+    # gives 0 / 0. The loss layer must not (the chapter once stopped with a NaN loss there).
+    noise1 = np.full((2, 3), 0.5, "float32")
+    q1m = np.ones((2, 3), "float32")
+    q1v = keras.Variable(np.full((2, 3), -120.0, "float32"))
+    z1 = q1m + ops.exp(0.5 * q1v) * noise1
+    zeros = np.zeros((2, 3), "float32")
+    layer = HierarchicalVaeLossLayer(beta=0.0)
+    with tf.GradientTape() as tape:
+        layer([np.ones((2, 4), "float32"), np.full((2, 4), 0.9, "float32"), z1, noise1, q1v,
+               zeros, zeros, zeros[:, :2], zeros[:, :2]])
+        loss = layer.losses[0]
+    assert np.isfinite(float(loss))
+    assert np.isfinite(tape.gradient(loss, q1v.value).numpy()).all()
+    assert float(ops.exp(q1v)[0, 0]) == 0.0  # the case the division form cannot take
 
 
 def test_add_loss_vae_trains_with_fit_x_and_its_score_agrees_with_the_loss(digits):
