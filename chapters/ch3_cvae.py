@@ -185,8 +185,9 @@ def reconstruction_accuracy(judge, decoder, means, labels, k: int) -> dict:
     labels = np.asarray(labels)
     hits = judge.predict(draw(decoder, labels, k, np.asarray(means, "float32"))) == labels
     return {"reconstruction_accuracy": round(float(np.mean(hits)), 4),
-            "reconstruction_accuracy_per_class": [round(float(np.mean(hits[labels == c])), 3)
-                                                  for c in range(k)]}
+            "reconstruction_accuracy_per_class": [  # None: no test image of that class
+                round(float(np.mean(hits[labels == c])), 3) if (labels == c).any() else None
+                for c in range(k)]}
 
 
 def normal_codes(rng, n: int, latent_dim: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from common.atomic import atomic_path
+from common.errors import UserError
 from common.gmm import GaussianMixture, fit_em
 
 
@@ -37,8 +38,9 @@ class ClassPrior:
         for c in range(num_classes):
             mine = codes[labels == c]
             k = min(components, len(mine))
-            if k == 0:
-                raise ValueError(f"no training codes of class {c} to fit its prior")
+            if k == 0:  # e.g. a --quick slice of a dataset with many classes
+                raise UserError(f"no training images of class {c} to fit its prior p(z | y); "
+                                "use more data or --prior normal")
             start = spread_start(mine, k, rng)
             mixtures.append(fit_em(mine, start, max_iter=max_iter, tol=1e-4,
                                    reg_covar=reg_covar).mixture)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from common.class_prior import ClassPrior
+from common.errors import UserError
 
 
 def two_classes(rng):
@@ -29,5 +30,7 @@ def test_class_prior_draws_each_class_where_its_codes_are(tmp_path):
 
 
 def test_class_prior_needs_codes_of_every_class():
-    with pytest.raises(ValueError, match="class 2"):
+    # A user error (one line, exit 2): a --quick slice of a many-class dataset can miss a class.
+    with pytest.raises(UserError, match="class 2.*--prior normal"):
         ClassPrior.fit(np.zeros((4, 2)), np.array([0, 0, 1, 1]), 3)
+
