@@ -55,6 +55,9 @@ def test_ch3_cvae_quick_scores_conditional_samples(tmp_path):
     assert len(r["reconstruction_accuracy_per_class"]) == 10
     assert "reconstructions of it" in result.stdout
     assert r["prior"] == "fitted" and 0.0 <= r["normal_prior_conditional_accuracy"] <= 1.0
+    # the fitted prior is scored at every temperature of the sweep; the headline is the default
+    assert list(r["by_temperature"]) == ["1", "0.85", "0.7", "0.5"] and r["temperature"] == 0.7
+    assert r["conditional_accuracy"] == r["by_temperature"]["0.7"]["conditional_accuracy"]
     saved = np.load(out / "class_prior.npz")  # 10 classes x 10 Gaussians over z
     assert saved["means"].shape == (10, 10, r["latent_dim"])
     assert (tmp_path / "_classifiers").is_dir()  # the judge is cached beside the outputs

@@ -34,3 +34,20 @@ def test_class_prior_needs_codes_of_every_class():
     with pytest.raises(UserError, match="class 2.*--prior normal"):
         ClassPrior.fit(np.zeros((4, 2)), np.array([0, 0, 1, 1]), 3)
 
+
+
+def test_temperature_scales_the_spread_around_each_component_not_the_components():
+    rng = np.random.default_rng(1)
+    codes, labels = two_classes(rng)
+    prior = ClassPrior.fit(codes, labels, 2, components=2, seed=0)
+    asked = np.zeros(4000, int)
+    full = prior.sample(asked, np.random.default_rng(2))
+    cool = prior.sample(asked, np.random.default_rng(2), temperature=0.5)
+    # the same components are drawn (same rng), and each point moves halfway to its centre
+    centre = np.where(full[:, :1] > 0, [5.0, 0.0], [-5.0, 0.0])
+    assert np.std(cool - centre) == pytest.approx(0.5 * np.std(full - centre), rel=0.05)
+    assert np.mean(cool[:, 0] > 0) == pytest.approx(np.mean(full[:, 0] > 0))
+    at_zero = prior.sample(asked, np.random.default_rng(2), temperature=0.0)
+    assert len(np.unique(at_zero.round(4), axis=0)) == 2  # just the two component means
+    with pytest.raises(ValueError, match="temperature"):
+        prior.sample(asked, rng, temperature=-1.0)
