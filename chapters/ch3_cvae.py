@@ -227,9 +227,10 @@ def _figures(args, data, decoder, encoder, run_, rng, k, prior) -> None:
                                 "stays, the class changes")
     asked = np.full(40, args.show_class)
     many = normal_codes(rng, 40, d) if prior is None else prior.sample(asked, rng, tau)
+    where = "N(0, I)" if prior is None else f"its fitted prior, tau {tau:g}"
     figures.image_grid(draw(decoder, asked, k, many), out / "one_class_many_z.png", ncols=10,
                        suptitle=f"Class '{names[args.show_class]}' drawn with 40 different z "
-                                f"({'N(0, I)' if prior is None else f'its fitted prior, tau {tau:g}'})")
+                                f"({where})")
     picks = np.concatenate([np.flatnonzero(data.y_test == c)[:1] for c in range(k)])
     mean, _ = encoder.predict([data.x_test[picks], one_hot(data.y_test[picks], k)], verbose=0)
     styles = draw(decoder, np.tile(np.arange(k), len(picks)), k, np.repeat(mean, k, axis=0))

@@ -8,6 +8,13 @@ from common.scaling import to_tanh_range
 from common.training import cosine_adam, fit
 from common.unet import build_unet
 
+# Both diffusion chapters' default batch. Measured on Fashion-MNIST with the same 120,000-image
+# budget (2 epochs): batch 32 gave classifier FID 28.0 against 39.0 at batch 64, and trained at
+# 126 img/s against 91. A short diffusion run is limited by optimizer steps, and batch 32
+# takes twice as many. (At 38,400 images: 47.2 vs 53.7; a peak rate of 2e-3 gave 50.4 and
+# Min-SNR-5 loss weighting 59.2, so neither was adopted.)
+BATCH_SIZE = 32
+
 
 def build_diffusion(channels: int = 32, num_classes: int = 0, seed: int | None = None,
                     name: str = "ddpm", attention: bool = False) -> DiffusionModel:
