@@ -46,7 +46,8 @@ from common.training import prepare  # noqa: E402
 import numpy as np  # noqa: E402
 
 CHAPTER = "ch5_conditional_diffusion"
-IMAGES = 120_000  # default budget: 2 epochs of 60,000 images (17 min of training here)
+# Default budget: 2 epochs of 60,000 images (17-24 min of training here, as the VM's speed varies)
+IMAGES = 120_000
 SIDE_SHARE = 0.3  # the scales other than --guidance are scored on 30% as many samples
 SHAPE = (28, 28, 1)
 SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
@@ -56,11 +57,13 @@ BARS = {"mnist": 0.97, "fashion_mnist": 0.90}
 def guided_samples(model, labels, guidance: float, seed: int,
                    steps: int = 50) -> np.ndarray:
     """DDIM samples (50 steps unless told) of the requested classes at guidance scale w, in
-    [0, 1]."""
+    [0, 1]. Guidance extrapolates past the conditional prediction, so the predicted x_0 is
+    clipped to [-1, 1] at every step (unclipped, measured at w = 2 on 300 samples from the same
+    noise: accuracy 0.557 against 0.587 clipped, FID 14.7 against 15.7)."""
     labels = np.asarray(labels, np.int32)
     return to_unit_range(sample_ddim(model.ema_network, model.schedule, (len(labels), *SHAPE),
                                      labels=labels, guidance=guidance, sampling_steps=steps,
-                                     null_class=model.num_classes, seed=seed))
+                                     null_class=model.num_classes, seed=seed, clip=True))
 
 
 def main(argv=None) -> int:

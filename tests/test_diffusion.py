@@ -103,6 +103,19 @@ def test_samplers_return_images_of_the_requested_shape_and_are_seeded():
     np.testing.assert_allclose(a, b)
 
 
+def test_clipping_keeps_the_predicted_image_in_range_only_when_asked():
+    """One DDIM step from t = 1 lands on the predicted x_0 itself, x_t / sqrt(alpha_bar_1)
+    minus a small eps term, so from N(0, I) noise many pixels lie outside [-1, 1]."""
+    net = build_unet(8, attention=False)
+    schedule = Schedule(1000)
+    clipped = sample_ddim(net, schedule, (2, 28, 28, 1), sampling_steps=1, seed=3, clip=True)
+    free = sample_ddim(net, schedule, (2, 28, 28, 1), sampling_steps=1, seed=3)
+    assert np.abs(clipped).max() <= 1.0
+    assert np.abs(free).max() > 1.5
+    inside = np.abs(free) < 1.0
+    np.testing.assert_allclose(clipped[inside], free[inside])
+
+
 @pytest.mark.parametrize("script,model,expected", [
     ("ch5_ddpm", "ddpm", ["noising_strip.png", "reverse_process.png", "samples.png"]),
     ("ch5_conditional_diffusion", "cfg_diffusion",
