@@ -18,6 +18,11 @@ from keras import layers
 from common.diffusion import TimestepEmbedding
 
 GROUPS = 8
+# The label vectors start unit-normal, as large as the step's embedding or larger, rather than
+# Keras's default uniform(-0.05, 0.05): drowned out by the step at first (about 1/8 of its norm),
+# the label was learnt so slowly that 2 epochs gave conditional accuracy 0.38 without guidance.
+# Measured after 38,400 images, 300 samples at w = 2: 0.49 with this start, 0.19 without.
+LABEL_STDDEV = 1.0
 
 
 def residual_block(x, embedding, channels: int, name: str):
@@ -58,7 +63,9 @@ def build_unet(channels: int = 32, num_classes: int = 0, attention: bool = True,
     if num_classes:
         label = keras.Input((), dtype="int32", name="label")
         inputs.append(label)
-        class_vector = layers.Embedding(num_classes + 1, width, name="label_embedding")(label)
+        class_vector = layers.Embedding(num_classes + 1, width, name="label_embedding",
+                                        embeddings_initializer=keras.initializers.RandomNormal(
+                                            stddev=LABEL_STDDEV))(label)
         emb = layers.Add(name="t_plus_label")([emb, class_vector])
 
     h = layers.Conv2D(channels, 3, padding="same", name="stem")(x_in)

@@ -141,7 +141,7 @@ def test_tfds_unknown_dataset():
 
 
 def test_tfds_offline_and_unprepared_fails_fast(monkeypatch, tmp_path):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    pytest.importorskip("tensorflow_datasets")
     monkeypatch.setattr(data_module, "_can_download", lambda: False)
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))  # nothing is prepared here
     with pytest.raises(DataError, match="not prepared .* no network"):
