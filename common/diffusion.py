@@ -141,7 +141,8 @@ class DiffusionModel(keras.Model):
             labels = ops.where(drop, self.num_classes, ops.cast(labels, "int32"))
         with tf.GradientTape() as tape:
             predicted = self.network(self._inputs(x_t, t, labels), training=True)
-            loss = ops.mean(ops.square(eps - predicted))
+            # float32 even when a mixed-precision policy makes the network compute in bfloat16
+            loss = ops.mean(ops.square(eps - ops.cast(predicted, "float32")))
         weights = self.network.trainable_weights
         self.optimizer.apply(tape.gradient(loss, weights), weights)
         decay = self.ema_decay_now(ops.cast(self.optimizer.iterations, "float32"))
@@ -167,7 +168,8 @@ def guided_eps(network, x, t, labels=None, guidance: float = 1.0, null_class: in
 def sample_ddpm(network, schedule: Schedule, shape, *, labels=None, guidance: float = 1.0,
                 null_class: int = 0, seed: int = 0, keep_every: int = 0, clip: bool = True):
     """Ancestral sampling (Algorithm 2) from x_T ~ N(0, I) over all T steps, in one compiled
-    loop. Returns the final images (and, with `keep_every`, the x_t every that many steps).
+    loop. Returns the final images (and, with `keep_every`, x_T and then x_t every that many
+    steps, the last of which is the final image).
     The predicted x_0 is clipped to [-1, 1] at every step, as in the DDPM authors' code."""
     return _run(network, schedule, shape, list(range(schedule.steps, 0, -1)), labels, guidance,
                 null_class, seed, eta=1.0, ancestral=True, keep_every=keep_every, clip=clip)
@@ -229,6 +231,8 @@ def _run(network, schedule, shape, steps, labels, guidance, null_class, seed, *,
     @tf.function(reduce_retracing=True)
     def loop(x):
         kept = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+        if keep_every:
+            kept = kept.write(0, x)  # x_T, where every strip starts
         for i in tf.range(len(steps)):
             row = table[i]
             t = tf.fill([shape[0]], tf.cast(row[0], tf.int32))

@@ -5,6 +5,7 @@ import json
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from common.diffusion import (DiffusionModel, Schedule, coefficients, guided_eps,
                               sample_ddim, timestep_embedding)
@@ -115,6 +116,16 @@ def test_samplers_return_images_of_the_requested_shape_and_are_seeded():
     assert a.shape == (2, 28, 28, 1)
     np.testing.assert_allclose(a, b)
 
+
+def test_kept_steps_run_from_the_starting_noise_to_the_final_image():
+    net = build_unet(8, attention=False)
+    final, kept = sample_ddim(net, Schedule(1000), (2, 28, 28, 1), sampling_steps=6, seed=3,
+                              keep_every=2)
+    assert kept.shape == (4, 2, 28, 28, 1)  # x_T, then after steps 2, 4 and 6
+    start = tf.random.Generator.from_seed(3).normal((2, 28, 28, 1)).numpy()
+    np.testing.assert_allclose(kept[0], start)
+    np.testing.assert_allclose(kept[-1], final)
+    assert not np.allclose(kept[1], kept[0])
 
 def test_clipping_keeps_the_predicted_image_in_range_only_when_asked():
     """One DDIM step from t = 1 lands on the predicted x_0 itself, x_t / sqrt(alpha_bar_1)
