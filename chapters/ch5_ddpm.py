@@ -40,9 +40,9 @@ from common.training import prepare  # noqa: E402
 import numpy as np  # noqa: E402
 
 CHAPTER = "ch5_ddpm"
-# Default budget: 5 epochs of 60,000 images (24 min of training on a fast day here, about 40 on
-# a slow one). Sample quality kept improving fast with training: on Fashion-MNIST, classifier
-# FID 23.4 after 2 epochs, 12.0 after 4 and 7.6 after 6 (the DCGAN's: 11.8).
+# Default budget: 5 epochs of 60,000 images (25 min of training on a fast day here, 40-60 min on
+# slower ones). Sample quality kept improving fast with training: on Fashion-MNIST, classifier
+# FID 23.4 after 2 epochs, 12.0 after 4 and 7.4 after 5 (the DCGAN's: 11.8).
 IMAGES = 300_000
 SHAPE = (28, 28, 1)
 STRIP_STEPS = (0, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000)
