@@ -40,7 +40,8 @@ from common.errors import UserError  # noqa: E402
 HERE = Path(__file__).resolve().parent
 
 # (script, main figure, takes --dataset) in the order the chapters build on each other:
-# classical_gmm_em, ch3_vqvae and ch4_dcgan read chapter 2's outputs.
+# classical_gmm_em, ch3_vqvae and ch4_dcgan read chapter 2's outputs; ch5_samplers samples
+# the U-Net that ch5_ddpm trained.
 CHAPTERS = [
     ("ch1_classifiers", "predictions_cnn.png", True),
     ("ch1_edge_filters", "edges_strokes.png", True),
@@ -56,6 +57,7 @@ CHAPTERS = [
     ("ch4_cgan", "class_grid.png", True),
     ("ch4_pix2pix", "triplets.png", True),
     ("ch5_ddpm", "samples.png", True),
+    ("ch5_samplers", "fid_vs_steps.png", True),
     ("ch5_conditional_diffusion", "class_grid.png", True),
 ]
 NAMES = [c[0] for c in CHAPTERS]
@@ -196,6 +198,8 @@ def run_chapter(script: str, takes_dataset: bool, args, root: Path) -> tuple[int
         command += ["--dataset", args.dataset]
     if script == "classical_gmm_em" and (root / "ch2_vae" / "latents.npz").exists():
         command += ["--latents", str(root / "ch2_vae" / "latents.npz")]
+    if script == "ch5_samplers":
+        command += ["--run", str(root / "ch5_ddpm")]
     (root / script).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(root / script / "log.txt", "w") as log:

@@ -65,16 +65,20 @@ def positive_float(text: str) -> float:
 
 def make_parser(chapter: str, description: str, *, epochs: int | None,
                 batch_size: int | None, dataset: str | None = "auto",
-                epochs_help: str = "training epochs") -> argparse.ArgumentParser:
+                epochs_help: str = "training epochs",
+                trains: bool = True) -> argparse.ArgumentParser:
     """The shared parser; chapters add their own flags to what this returns.
 
     `epochs=None` means "decided by the data size" (see `epochs_for`). Chapters without
     mini-batches or image datasets (the classical chapter) pass `batch_size=None` or
-    `dataset=None` and get no such flag, rather than one that does nothing."""
+    `dataset=None` and get no such flag, rather than one that does nothing; a script that
+    only evaluates a trained model passes `trains=False` and gets no --epochs."""
     parser = OneLineParser(prog=f"{chapter}.py", description=description)
-    parser.set_defaults(batch_size=None, dataset=None)
-    parser.add_argument("--epochs", type=positive_int, default=epochs,
-                        help=f"{epochs_help} (default {epochs or 'scaled to the data size'})")
+    parser.set_defaults(batch_size=None, dataset=None, epochs=None)
+    if trains:
+        parser.add_argument("--epochs", type=positive_int, default=epochs,
+                            help=f"{epochs_help} (default "
+                                 f"{epochs or 'scaled to the data size'})")
     if batch_size is not None:
         parser.add_argument("--batch-size", type=positive_int, default=batch_size,
                             help=f"images per training step (default {batch_size})")
@@ -87,9 +91,11 @@ def make_parser(chapter: str, description: str, *, epochs: int | None,
     parser.add_argument("--out", type=Path, default=OUTPUT_ROOT / chapter,
                         help=f"output folder (default outputs/{chapter})")
     parser.add_argument("--quick", action="store_true",
-                        help=f"smoke test: 1 epoch on {QUICK_LIMIT} images per split")
+                        help=f"smoke test: {'1 epoch on ' if trains else ''}{QUICK_LIMIT} "
+                             "images per split")
     parser.add_argument("--summary", action="store_true",
                         help="print every model.summary() of the chapter and exit")
+    parser.trains = trains
     return parser
 
 
@@ -103,7 +109,7 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
             parser.error(f"--dataset: {err}")
     args.limit = None
     if args.quick:
-        args.epochs, args.limit = 1, QUICK_LIMIT
+        args.epochs, args.limit = (1 if parser.trains else None), QUICK_LIMIT
         if args.batch_size is not None:
             args.batch_size = min(args.batch_size, QUICK_LIMIT // 4)
     if not args.summary:

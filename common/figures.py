@@ -67,19 +67,31 @@ def image_grid(images, path, *, ncols: int = 10, titles=None, row_labels=None,
 
 
 def curves(series: dict[str, list[float]], path, *, title: str, ylabel: str,
-           xlabel: str = "epoch", hline: float | None = None, logy: bool = False) -> Path:
-    """Line plot of named series (e.g. train and validation loss per epoch)."""
+           xlabel: str = "epoch", hline: float | None = None, logy: bool = False,
+           x=None, logx: bool = False, references: dict[str, float] | None = None) -> Path:
+    """Line plot of named series (e.g. train and validation loss per epoch, or against `x`),
+    with optional dashed reference levels `references` {label: y}."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for name, values in series.items():
-        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
+        xs = range(1, len(values) + 1) if x is None else x
+        ax.plot(xs, values, marker="o", markersize=3, label=name)
     if hline is not None:
         ax.axhline(hline, color="gray", linestyle="--", linewidth=1)
+    reference_lines(ax, references)
     if logy:
         ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save(fig, path)
+
+
+def reference_lines(ax, references: dict[str, float] | None) -> None:
+    """Gray horizontal lines at the levels of {label: y}, each in its own dash style."""
+    for (label, y), style in zip((references or {}).items(), ("--", ":", "-.")):
+        ax.axhline(y, color="gray", linestyle=style, linewidth=1, label=label)
 
 
 def curve_panels(panels, path, *, suptitle: str, xlabel: str = "epoch") -> Path:
@@ -90,8 +102,7 @@ def curve_panels(panels, path, *, suptitle: str, xlabel: str = "epoch") -> Path:
     for ax, (title, series, ylabel, *rest) in zip(axes[0], panels):
         for name, values in series.items():
             ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
-        for (label, y), style in zip((rest[0] if rest else {}).items(), ("--", ":", "-.")):
-            ax.axhline(y, color="gray", linestyle=style, linewidth=1, label=label)
+        reference_lines(ax, rest[0] if rest else None)
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
