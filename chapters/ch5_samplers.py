@@ -35,7 +35,7 @@ import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native sta
 from common import figures  # noqa: E402
 from common.classifier import FeatureClassifier  # noqa: E402
 from common.cli import (OUTPUT_ROOT, make_parser, non_negative_float, parse,  # noqa: E402
-                        positive_int, run)
+                        positive_int, run, writable_dir_problem)
 from common.data import check_name, load  # noqa: E402
 from common.diffusion import Schedule, sample_ddim, sample_ddpm  # noqa: E402
 from common.errors import UserError  # noqa: E402
@@ -103,7 +103,10 @@ def main(argv=None) -> int:
     if shape != data.image_shape:
         raise UserError(f"{args.run} was trained on {shape} images but {name} has "
                         f"{data.image_shape}; pass the --dataset it was trained on")
-    judge = FeatureClassifier.for_dataset(data, args.run.parent, seed=args.seed)
+    # The classifier copy that scored the run (cached beside it), unless that folder is
+    # read-only: then one trained and cached beside --out.
+    root = args.out.parent if writable_dir_problem(args.run.parent) else args.run.parent
+    judge = FeatureClassifier.for_dataset(data, root, seed=args.seed)
     results, shown = compare(network, judge, data, args)
     print("\n" + table(results))
     ddim = [r for k, r in results.items() if k.startswith("ddim")]
