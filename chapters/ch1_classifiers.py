@@ -14,24 +14,24 @@ and feature maps, the models and metrics.json into outputs/ch1_classifiers/.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
-from common import figures  # noqa: E402
-from common.atomic import save_model  # noqa: E402
-from common.classifier import build_cnn_classifier  # noqa: E402
-from common.cli import make_parser, parse, run  # noqa: E402
-from common.data import load  # noqa: E402
-from common.pipeline import batches  # noqa: E402
-from common.results import write_metrics  # noqa: E402
-from common.training import fit, seed_everything  # noqa: E402
+import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up log)
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
+
+from common import figures
+from common.atomic import save_model
+from common.cli import make_parser, parse, run
+from common.eval.classifier import build_cnn_classifier
+from common.pipeline import batches
+from common.results import write_metrics
+from common.summary import print_summary
+from common.training import fit, prepare
 
 CHAPTER = "ch1_classifiers"
 VALIDATION_SHARE = 0.1  # the last 10% of the training images, held out for the curves
@@ -63,17 +63,16 @@ def build_models(image_shape=(28, 28, 1), num_classes: int = 10) -> dict[str, ke
 
 
 def main(argv=None) -> int:
-    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=10, batch_size=128)
+    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=10, batch_size=128,
+                         learning_rate=1e-3, learning_rate_help="Adam's step size")
     args = parse(parser, argv)
     if args.summary:
         for model in build_models().values():
-            model.summary()
+            print_summary(model)
         return 0
 
-    start = time.perf_counter()
-    seed_everything(args.seed)
-    data = load(args.dataset, limit=args.limit)
-    print(data.describe())
+    run_info = prepare(args, images=0)  # a fixed --epochs default
+    data, epochs = run_info.data, run_info.epochs
     models = build_models(data.image_shape, data.num_classes)
     n_val = max(args.batch_size, int(len(data.x_train) * VALIDATION_SHARE))
     x_fit, y_fit = data.x_train[:-n_val], data.y_train[:-n_val]
@@ -81,19 +80,20 @@ def main(argv=None) -> int:
 
     results, histories = {}, {}
     for key, model in models.items():
-        model.summary()
+        print_summary(model)
         flat = key != "cnn"
 
         def view(x, flat=flat):
             return x.reshape(len(x), -1) if flat else x
 
-        model.compile(optimizer=keras.optimizers.Adam(1e-3),
+        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         train = batches(view(x_fit), y_fit, batch_size=args.batch_size, seed=args.seed)
         val = batches(view(x_val), y_val, batch_size=args.batch_size, shuffle=False,
                       drop_remainder=False)
-        run_ = fit(model, train, validation=val, epochs=args.epochs,
-                   batch_size=args.batch_size, out=args.out, tag=key)
+        run_ = fit(model, train, validation=val, epochs=epochs,
+                   batch_size=args.batch_size, out=args.out, tag=key,
+                   nan_hint="try a lower --learning-rate")
         loss, accuracy = model.evaluate(view(data.x_test), data.y_test, verbose=0)
         predicted = model.predict(view(data.x_test), verbose=0).argmax(axis=1)
         print(f"{model.name}: test accuracy {accuracy:.4f} ({model.count_params():,} params)")
@@ -105,16 +105,15 @@ def main(argv=None) -> int:
         results[model.name] = {"test_accuracy": round(float(accuracy), 4),
                                "test_loss": round(float(loss), 4),
                                "params": model.count_params(),
-                               **run_.speed(),
-                               "train_seconds": round(run_.wall_seconds, 1)}
+                               **run_.speed()}
 
     figures.curves({f"{k} {s}": h[m] for k, h in histories.items()
                     for s, m in (("train", "accuracy"), ("validation", "val_accuracy"))},
                    args.out / "learning_curves.png", ylabel="accuracy",
                    title=f"Accuracy per epoch on {data.name}")
     _plot_cnn_filters(models["cnn"], data.x_test[:4], args.out / "cnn_filters.png")
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
-                  wall_seconds=time.perf_counter() - start, models=results)
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
+                  wall_seconds=run_info.elapsed(), models=results)
     print(f"Figures, models and metrics.json are in {args.out}/")
     return 0
 

@@ -21,22 +21,22 @@ Run:  python chapters/ch1_edge_filters.py [--dataset fashion_mnist]
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
-from common import figures, strokes  # noqa: E402
-from common.cli import make_parser, parse, run  # noqa: E402
-from common.data import load  # noqa: E402
-from common.pipeline import batches  # noqa: E402
-from common.results import write_metrics  # noqa: E402
-from common.training import fit, seed_everything  # noqa: E402
+import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up log)
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
+
+from common import figures, strokes
+from common.cli import make_parser, parse, run
+from common.pipeline import batches
+from common.results import write_metrics
+from common.summary import print_summary
+from common.training import fit, prepare
 
 CHAPTER = "ch1_edge_filters"
 FILTER_NAMES = ("vertical edge", "horizontal edge")
@@ -77,20 +77,18 @@ def build_pixel_classifier(num_classes: int = 3) -> keras.Model:
 
 
 def main(argv=None) -> int:
-    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=15, batch_size=64)
+    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=15, batch_size=64,
+                         learning_rate=3e-3, learning_rate_help="Adam's step size")
     args = parse(parser, argv)
     filters = build_edge_filter_model()
     if args.summary:
-        filters.summary()
-        build_filtered_classifier(filters).summary()
-        build_pixel_classifier().summary()
+        for model in (filters, build_filtered_classifier(filters), build_pixel_classifier()):
+            print_summary(model)
         return 0
 
-    start = time.perf_counter()
-    seed_everything(args.seed)
-    filters.summary()
-    data = load(args.dataset, limit=args.limit)
-    print(data.describe())
+    run_info = prepare(args, images=0)  # a fixed --epochs default
+    data, epochs = run_info.data, run_info.epochs
+    print_summary(filters)
     n_train, n_test = (STROKE_TRAIN, STROKE_TEST) if not args.quick else (384, 192)
     x_train, y_train = strokes.make_strokes(n_train, seed=args.seed)
     x_test, y_test = strokes.make_strokes(n_test, seed=args.seed + 1)
@@ -111,12 +109,13 @@ def main(argv=None) -> int:
 
     results, curves = {}, {}
     for model in (build_filtered_classifier(filters), build_pixel_classifier()):
-        model.summary()
-        model.compile(optimizer=keras.optimizers.Adam(3e-3),
+        print_summary(model)
+        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         train = batches(flat(x_train), y_train, batch_size=args.batch_size, seed=args.seed)
-        run_ = fit(model, train, epochs=args.epochs, batch_size=args.batch_size,
-                   out=args.out, tag=model.name, verbose=2)
+        run_ = fit(model, train, epochs=epochs, batch_size=args.batch_size,
+                   out=args.out, tag=model.name, verbose=2,
+                   nan_hint="try a lower --learning-rate")
         _, accuracy = model.evaluate(flat(x_test), y_test, verbose=0)
         print(f"{model.name}: strokes test accuracy {accuracy:.4f}")
         curves[model.name] = run_.history["accuracy"]
@@ -127,8 +126,8 @@ def main(argv=None) -> int:
     results["edge_filters"] = {"params": filters.count_params()}
     figures.curves(curves, args.out / "learning_curves.png", ylabel="train accuracy",
                    title="Linear classifier on strokes: edge maps vs raw pixels")
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
-                  wall_seconds=time.perf_counter() - start, models=results,
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
+                  wall_seconds=run_info.elapsed(), models=results,
                   extra={"synthetic_data": {"name": "strokes", "description": strokes.DESCRIPTION,
                                             "train_size": n_train, "test_size": n_test}})
     print(f"Figures and metrics.json are in {args.out}/")

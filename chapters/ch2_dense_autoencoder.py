@@ -20,27 +20,29 @@ Run:  python chapters/ch2_dense_autoencoder.py [--dataset fashion_mnist] [--dist
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
-from common import figures, strokes  # noqa: E402
-from common.atomic import save_model  # noqa: E402
-from common.cli import epochs_for, make_parser, parse, run  # noqa: E402
-from common.data import load  # noqa: E402
-from common.distribute import add_flag as add_distribute_flag  # noqa: E402
-from common.distribute import describe as describe_strategy, make_strategy  # noqa: E402
-from common.errors import DataError  # noqa: E402
-from common.pipeline import batches  # noqa: E402
-from common.results import write_metrics  # noqa: E402
-from common.training import fit, seed_everything  # noqa: E402
+import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up log)
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import layers  # noqa: E402
+import keras
+import numpy as np
+from keras import layers
+
+from common import figures, strokes
+from common.atomic import save_model
+from common.cli import make_parser, parse, run
+from common.data import load
+from common.distribute import add_flag as add_distribute_flag
+from common.distribute import describe as describe_strategy
+from common.distribute import make_strategy
+from common.errors import DataError
+from common.pipeline import batches
+from common.results import write_metrics
+from common.summary import print_summary
+from common.training import fit, prepare
 
 CHAPTER = "ch2_dense_autoencoder"
 LATENT_DIM = 16
@@ -71,10 +73,11 @@ def split(autoencoder: keras.Model) -> tuple[keras.Model, keras.Model]:
 
 
 def other_images(data, n: int) -> tuple[np.ndarray, str]:
-    """Images unlike the training set: the other MNIST-family set if it loads, else strokes."""
+    """Images unlike the training set: the other MNIST-family set if this machine has it (never
+    downloaded for this), else synthetic strokes. Returns the images and which they are."""
     other = "mnist5k" if data.name == "fashion_mnist" else "fashion_mnist"
     try:
-        x = load(other, flatten=True, limit=n).x_test
+        x = load(other, flatten=True, limit=n, offline=True).x_test
         if x.shape[1] == data.x_train.shape[1]:
             return x, other
     except DataError:
@@ -83,31 +86,28 @@ def other_images(data, n: int) -> tuple[np.ndarray, str]:
 
 
 def main(argv=None) -> int:
-    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128)
+    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
+                         learning_rate=1e-3, learning_rate_help="Adam's step size")
     add_distribute_flag(parser)
     args = parse(parser, argv)
     strategy = make_strategy(args.distribute)
-    with strategy.scope():  # with --distribute, variables made here live on every replica
-        model = build_dense_autoencoder()
-    model.summary()
     if args.summary:
+        print_summary(build_dense_autoencoder())
         return 0
 
-    start = time.perf_counter()
-    seed_everything(args.seed)
-    data = load(args.dataset, flatten=True, limit=args.limit)
-    print(data.describe())
-    args.epochs = epochs_for(args, len(data.x_train), images=IMAGES_TO_TRAIN)
+    run_info = prepare(args, images=IMAGES_TO_TRAIN, flatten=True)
+    data, epochs = run_info.data, run_info.epochs
     batch_size = args.batch_size * strategy.num_replicas_in_sync
     if args.distribute:
         print(describe_strategy(strategy, args.batch_size))
-    with strategy.scope():
-        if data.x_train.shape[1] != 784:
-            model = build_dense_autoencoder(data.x_train.shape[1])
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    with strategy.scope():  # with --distribute, variables made here live on every replica
+        model = build_dense_autoencoder(data.x_train.shape[1])
+        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss="mse")
+    print_summary(model)
     run_ = fit(model, batches(data.x_train, batch_size=batch_size, seed=args.seed,
                               reconstruct=True),
-               epochs=args.epochs, batch_size=batch_size, out=args.out, tag=model.name)
+               epochs=epochs, batch_size=batch_size, out=args.out, tag=model.name,
+               nan_hint="try a lower --learning-rate")
     encoder, decoder = split(model)
     recon = model.predict(data.x_test, verbose=0)
     mse = float(np.mean(np.square(recon - data.x_test)))
@@ -135,15 +135,14 @@ def main(argv=None) -> int:
     figures.curves({"train MSE": run_.history["loss"]}, args.out / "loss_curve.png",
                    title="Dense autoencoder training loss", ylabel="MSE per pixel")
     save_model(model, args.out / "dense_autoencoder.keras")
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
-                  wall_seconds=time.perf_counter() - start,
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
+                  wall_seconds=run_info.elapsed(),
                   extra={"strategy": type(strategy).__name__,
                          "replicas": strategy.num_replicas_in_sync},
                   models={model.name: {"test_mse": round(mse, 5),
                                        f"mse_on_{foreign_name}": round(foreign_mse, 5),
                                        "params": model.count_params(),
-                                       **run_.speed(),
-                                       "train_seconds": round(run_.wall_seconds, 1)}})
+                                       **run_.speed()}})
     print(f"Figures, model and metrics.json are in {args.out}/")
     return 0
 

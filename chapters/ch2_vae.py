@@ -27,33 +27,35 @@ Run:  python chapters/ch2_vae.py [--dataset fashion_mnist] [--kl-weight 1.0]
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
-from common import figures  # noqa: E402
-from common.atomic import save_model  # noqa: E402
-from common.cli import (epochs_for, make_parser, non_negative_float, parse,  # noqa: E402
-                        positive_float, run)
-from common.data import load  # noqa: E402
-from common.latent import latent_report, normal_grid, path_between, range_grid  # noqa: E402
-from common.pipeline import batches  # noqa: E402
-from common.results import write_metrics  # noqa: E402
-from common.training import cosine_adam, fit, seed_everything  # noqa: E402
-from common.vae_layers import kl_to_standard_normal  # noqa: E402
+import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up log)
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import layers, ops  # noqa: E402
+import keras
+import numpy as np
+from keras import layers, ops
+
+from common import figures
+from common.atomic import atomic_path, save_model
+from common.cli import make_parser, non_negative_float, parse, plural, run
+from common.latent import latent_report, normal_grid, path_between, range_grid
+from common.pipeline import batches
+from common.results import write_metrics
+from common.summary import print_summary
+from common.training import cosine_adam, fit, prepare
+from common.vae.layers import kl_to_standard_normal
 
 CHAPTER = "ch2_vae"
+# Saved models name their custom objects "chapters.ch2_vae>..."; importing this module
+# registers them (README: safe_mode).
+PACKAGE = "chapters.ch2_vae"
 IMAGE_SIZE = 32
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 LATENT_DIM = 2
-IMAGES_PER_MODEL = 240_000  # default budget: 4 epochs of 60,000 images (under 5 min in all)
+IMAGES_PER_MODEL = 240_000  # default budget: 4 epochs of 60,000 images, a few minutes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,10 +83,9 @@ def build_decoder(name: str = "decoder") -> keras.Model:
     """The mirror image: Dense(4*4*128) -> Reshape -> Conv2DTranspose 64, 32, 1 (stride 2)
     -> Flatten. Sigmoid output: pixels in [0, 1]. 98,689 parameters.
 
-    The first Dense layer is linear on purpose. With a ReLU there, an early large step can
-    switch all 2,048 units off for every input; no gradient reaches them again and the decoder
-    is frozen at the mean image (seen here on mnist5k at learning rate 3e-3: test MSE stuck
-    at 0.085, against 0.036 with the linear layer on three seeds)."""
+    The first Dense layer is linear on purpose: with a ReLU there, an early large step can
+    switch all 2,048 units off for every input, and the decoder freezes at the mean image
+    (see docs/results.md)."""
     return keras.Sequential([
         keras.Input(shape=(LATENT_DIM,)),
         layers.Dense(4 * 4 * 128, name="expand"),
@@ -106,16 +107,16 @@ def build_cnn_autoencoder() -> keras.Model:
     return keras.Model(x, decoder(encoder(x)), name="cnn_autoencoder")
 
 
-@keras.saving.register_keras_serializable(package=CHAPTER)
+@keras.saving.register_keras_serializable(package=PACKAGE)
 def sample_latent(mean_and_log_var):
     """Reparameterisation trick: z = mean + exp(log_var / 2) * eps, eps ~ N(0, I).
 
-    The randomness sits in eps, outside the parameters, so gradients flow through mean and
-    log_var. A named, registered function (not a Python lambda) keeps the saved model loadable
-    with safe_mode=True: Keras stores its registered name, not its bytecode.
+    The input holds mean and log_var side by side. The randomness sits in eps, outside the
+    parameters, so gradients flow through mean and log_var. A named, registered function (not
+    a Python lambda) keeps the saved model loadable with safe_mode=True: Keras stores its
+    registered name, "chapters.ch2_vae>sample_latent", not its bytecode.
     """
-    mean = mean_and_log_var[:, :LATENT_DIM]
-    log_var = mean_and_log_var[:, LATENT_DIM:]
+    mean, log_var = ops.split(mean_and_log_var, 2, axis=-1)
     eps = keras.random.normal(ops.shape(mean))
     return mean + ops.exp(0.5 * log_var) * eps
 
@@ -149,7 +150,7 @@ def split_prediction(y_pred):
             y_pred[:, 2 * LATENT_DIM:])
 
 
-@keras.saving.register_keras_serializable(package=CHAPTER)
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class VaeLoss(keras.losses.Loss):
     """Per image: sum of squared pixel errors + kl_weight * KL(q(z|x) || N(0, I))."""
 
@@ -166,13 +167,13 @@ class VaeLoss(keras.losses.Loss):
         return {**super().get_config(), "kl_weight": self.kl_weight}
 
 
-@keras.saving.register_keras_serializable(package=CHAPTER)
+@keras.saving.register_keras_serializable(package=PACKAGE)
 def reconstruction_mse(y_true, y_pred):
     """Mean squared error per pixel of the sampled reconstruction (a metric to watch)."""
     return ops.mean(ops.square(y_true - split_prediction(y_pred)[2]), axis=-1)
 
 
-@keras.saving.register_keras_serializable(package=CHAPTER)
+@keras.saving.register_keras_serializable(package=PACKAGE)
 def kl_divergence(y_true, y_pred):
     """The KL term alone, in nats per image (a metric to watch)."""
     mean, log_var, _ = split_prediction(y_pred)
@@ -188,40 +189,36 @@ def compile_vae(vae: keras.Model, kl_weight: float, optimizer="adam") -> None:
 # The main job.
 
 def main(argv=None) -> int:
-    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128)
+    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
+                         learning_rate=3e-3)
     parser.add_argument("--kl-weight", type=non_negative_float, default=1.0,
                         help="weight of the KL term in the VAE loss (default 1.0)")
-    parser.add_argument("--learning-rate", type=positive_float, default=3e-3,
-                        help="Adam's initial step size, decayed to 0 on a cosine (default 3e-3)")
     args = parse(parser, argv)
-    autoencoder, vae = build_cnn_autoencoder(), build_vae()
-    for model in (autoencoder, vae):
-        for part in model.layers:
-            if isinstance(part, keras.Model):
-                part.summary()
-        model.summary(line_length=110)  # wide enough for the functional model's 4 columns
     if args.summary:
+        print_summary(build_cnn_autoencoder(), parts=True)
+        print_summary(build_vae(), parts=True)
         return 0
 
-    start = time.perf_counter()
-    seed_everything(args.seed)
-    data = load(args.dataset, pad_to=IMAGE_SIZE, flatten=True, limit=args.limit)
-    print(data.describe())
-    args.epochs = epochs_for(args, len(data.x_train), images=IMAGES_PER_MODEL)
-    print(f"training each model for {args.epochs} epochs of {len(data.x_train):,} images")
+    run_info = prepare(args, images=IMAGES_PER_MODEL, pad_to=IMAGE_SIZE, flatten=True)
+    data, epochs = run_info.data, run_info.epochs
+    autoencoder, vae = build_cnn_autoencoder(), build_vae()
+    for model in (autoencoder, vae):
+        print_summary(model, parts=True)
+    print(f"training each model for {plural(epochs, 'epoch')} of {len(data.x_train):,} images")
     x_test, y_test = data.x_test, data.y_test
 
-    steps = args.epochs * (len(data.x_train) // args.batch_size)
+    steps = epochs * (len(data.x_train) // args.batch_size)
     autoencoder.compile(optimizer=cosine_adam(args.learning_rate, steps), loss="mse")
     compile_vae(vae, args.kl_weight, cosine_adam(args.learning_rate, steps))
     runs = {}
+    hints = {autoencoder.name: "try a lower --learning-rate",
+             vae.name: "try a lower --kl-weight or --learning-rate"}
     for model in (autoencoder, vae):
         print(f"\n== training {model.name} ==")
         train = batches(data.x_train, batch_size=args.batch_size, seed=args.seed,
                         reconstruct=True)
-        runs[model.name] = fit(model, train, epochs=args.epochs, batch_size=args.batch_size,
-                               out=args.out, tag=model.name,
-                               nan_hint="try a lower --kl-weight or learning rate")
+        runs[model.name] = fit(model, train, epochs=epochs, batch_size=args.batch_size,
+                               out=args.out, tag=model.name, nan_hint=hints[model.name])
 
     ae_encoder, ae_decoder = autoencoder.get_layer("encoder"), autoencoder.get_layer("decoder")
     vae_encoder, vae_decoder = vae.get_layer("vae_encoder"), vae.get_layer("vae_decoder")
@@ -232,12 +229,12 @@ def main(argv=None) -> int:
     recon_vae = vae_decoder.predict(z_vae, verbose=0)  # decode the mean: the VAE's best guess
     results = {
         "cnn_autoencoder": {**_reconstruction_errors(x_test, recon_ae),
-                            **latent_report(z_ae), **_speed(runs["cnn_autoencoder"]),
+                            **latent_report(z_ae), **runs["cnn_autoencoder"].speed(),
                             "params": autoencoder.count_params()},
         "vae": {**_reconstruction_errors(x_test, recon_vae), **latent_report(z_vae),
                 "kl_nats_per_image": round(float(np.mean(ops.convert_to_numpy(
                     kl_to_standard_normal(z_vae, log_var)))), 3),
-                "kl_weight": args.kl_weight, **_speed(runs["vae"]),
+                "kl_weight": args.kl_weight, **runs["vae"].speed(),
                 "params": vae.count_params()},
     }
     for name, r in results.items():
@@ -249,10 +246,12 @@ def main(argv=None) -> int:
              ae_decoder, vae_decoder)
     save_model(autoencoder, args.out / "cnn_autoencoder.keras")
     save_model(vae, args.out / "vae.keras")
-    np.savez_compressed(args.out / "latents.npz", z_autoencoder=z_ae, z_vae_mean=z_vae,
-                        z_vae_log_var=log_var, labels=y_test)
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
-                  wall_seconds=time.perf_counter() - start, models=results)
+    save_model(vae_decoder, args.out / "vae_decoder.keras")  # plain layers: loads anywhere
+    with atomic_path(args.out / "latents.npz") as tmp:
+        np.savez_compressed(tmp, z_autoencoder=z_ae, z_vae_mean=z_vae, z_vae_log_var=log_var,
+                            labels=y_test)
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
+                  wall_seconds=run_info.elapsed(), models=results)
     print(f"\nFigures, models, latents.npz and metrics.json are in {args.out}/ "
           "(start with latent_scatter.png and vae_latent_grid.png)")
     return 0
@@ -263,11 +262,6 @@ def _reconstruction_errors(x, reconstruction) -> dict:
     err = np.square(x - reconstruction).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
     return {"test_mse": round(float(err.mean()), 5),
             "test_mse_28x28": round(float(err[:, 2:-2, 2:-2].mean()), 5)}
-
-
-def _speed(run_) -> dict:
-    return {**run_.speed(),
-            "train_seconds": round(run_.wall_seconds, 1)}
 
 
 def _figures(out, data, runs, x_test, y_test, z_ae, z_vae, recon_ae, recon_vae,

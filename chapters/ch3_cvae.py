@@ -10,34 +10,26 @@ class, z no longer needs to encode it: z keeps what the label does not say (thic
 size, brightness: the "style"). So one z decoded with each label draws every class in one
 style, and a test image encoded with its own label and decoded with another is an analogy.
 
-Judged by the chapter's feature classifier (common.classifier): the conditional accuracy is the
-share of images drawn for class c that the classifier calls c. Bars: >= 0.95 on MNIST, >= 0.85
-on Fashion-MNIST.
+Judged by the judging classifier (common.eval.classifier): the conditional accuracy is the
+share of images drawn for class c that the classifier calls c.
 
-Three things decide it, and the run measures each.
+Three things decide it, and the run measures each (numbers in docs/results.md).
 - How recognisable the decoder's images are. The run reports the classifier's accuracy on the
   model's reconstructions of the test set: a sample drawn the way training codes are spread
   is about as recognisable as the model's own reconstruction of a real image. A Bernoulli VAE
   pays for the KL term with blur, and blur erases what tells Fashion-MNIST classes apart
-  (sandal straps, shirt buttons). Measured (conv, 5 epochs): z of 2 and beta = 3 reconstruct
-  73% recognisably (sandals 1%: called sneakers once the straps blur away); z of 16 and beta =
-  0.2, 83% (sandals 59%); z of 32 and beta = 0.1 (the defaults), 84% after 5 epochs and
-  84-85% after 10 (sandals 73-75%, shirts 46%; real shirts score 64%).
-- Where z comes from. The sharp models above put little weight on the KL, so the codes of a
-  class fill only part of N(0, I), and z ~ N(0, I) decodes to blends: conditional accuracy
-  0.26 (FID 23.0) for the defaults. With `--prior fitted` (the default) a Gaussian mixture
-  per class is fitted to the training codes after training, by the EM of the classical
-  chapter (common.class_prior), and z is drawn from the requested class's mixture: 0.844 and
-  classifier FID 4.9, level with the reconstructions (0.850). The older recipe, a
-  small z with a strong pull to N(0, I) (z of 2, beta = 3, `--prior normal`), keeps prior
-  samples usable but caps the accuracy at 0.69 through the blur.
+  (sandal straps, shirt buttons), so the defaults give z room (32 dimensions) and the KL term
+  little weight (beta = 0.1).
+- Where z comes from. Such a sharp model puts little weight on the KL, so the codes of a
+  class fill only part of N(0, I), and z ~ N(0, I) decodes to blends. With `--prior fitted`
+  (the default) a Gaussian mixture per class is fitted to the training codes after training,
+  by the EM of the classical chapter (common.vae.class_prior), and z is drawn from the
+  requested class's mixture. `--prior normal` keeps N(0, I), for comparison.
 - How far from the middle of its class z is drawn. `--temperature` tau shrinks each fitted
   Gaussian to tau^2 its covariance, the reduced-temperature sampling of Glow and NVAE: z
   near a component's mean decodes to a typical member of the class, more recognisable and
   less varied (the same trade as a GAN's truncation or a diffusion model's guidance scale).
-  Measured in a default run, 5,000 samples each: tau 1: 0.844 (FID 4.9), 0.85: 0.859 (5.4),
-  0.7: 0.867 (6.1, the default), 0.5: 0.871 (7.3); metrics.json keeps the sweep. (Samples
-  vary by about +-0.005 between draws and +-0.01 between training runs.)
+  The run sweeps tau and metrics.json keeps the sweep.
 
 Run:  python chapters/ch3_cvae.py [--dataset fashion_mnist] [--latent-dim 32] [--beta 0.1]
                                  [--prior fitted|normal] [--temperature 0.7]
@@ -46,30 +38,37 @@ Run:  python chapters/ch3_cvae.py [--dataset fashion_mnist] [--latent-dim 32] [-
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
-from common import figures  # noqa: E402
-from common.atomic import save_model  # noqa: E402
-from common.class_prior import ClassPrior  # noqa: E402
-from common.classifier import FeatureClassifier, describe_scores  # noqa: E402
-from common.cli import (check_class_index, make_parser, non_negative_float,  # noqa: E402
-                        non_negative_int, parse, positive_float, positive_int, run)
-from common.elbo import ElboMonitor, elbo_report  # noqa: E402
-from common.pipeline import labelled_inputs  # noqa: E402
-from common.results import write_metrics  # noqa: E402
-from common.training import cosine_adam, fit, prepare  # noqa: E402
-from common.vae_models import (assemble_vae, conv_decoder, conv_encoder,  # noqa: E402
-                               dense_decoder, dense_encoder)
+import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up log)
 
-import numpy as np  # noqa: E402
+import numpy as np
+
+from chapters.ch3_vae import assemble_vae, conv_decoder, conv_encoder, dense_decoder, dense_encoder
+from common import figures
+from common.atomic import save_model
+from common.cli import (
+    check_class_index,
+    make_parser,
+    non_negative_float,
+    non_negative_int,
+    parse,
+    positive_int,
+    run,
+)
+from common.eval.classifier import FeatureClassifier, describe_scores
+from common.pipeline import labelled_inputs
+from common.results import write_metrics
+from common.summary import print_summary
+from common.training import cosine_adam, fit, prepare
+from common.vae.class_prior import ClassPrior
+from common.vae.elbo import ElboMonitor, elbo_report
 
 CHAPTER = "ch3_cvae"
-IMAGES = 600_000  # default budget: 10 epochs of 60,000 images (about 8 min here)
+IMAGES = 600_000  # default budget: 10 epochs of 60,000 images
 SAMPLES_PER_CLASS = 500  # 5,000 generated images for the conditional accuracy and FID
 BARS = {"mnist": 0.95, "fashion_mnist": 0.85}
 
@@ -102,11 +101,12 @@ def draw(decoder, labels, num_classes: int, z: np.ndarray) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128)
+    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
+                         learning_rate=1e-3)
     parser.add_argument("--latent-dim", type=positive_int, default=LATENT_DIM,
                         help=f"size of z (default {LATENT_DIM})")
     parser.add_argument("--family", choices=("conv", "dense"), default="conv",
-                        help="encoder/decoder family from common.vae_models (default conv)")
+                        help="encoder/decoder family of chapters/ch3_vae.py (default conv)")
     parser.add_argument("--beta", type=non_negative_float, default=BETA,
                         help=f"KL weight (default {BETA}; see the module docstring)")
     parser.add_argument("--prior", choices=("fitted", "normal"), default="fitted",
@@ -115,31 +115,26 @@ def main(argv=None) -> int:
     parser.add_argument("--temperature", type=non_negative_float, default=TEMPERATURE,
                         help="spread of the fitted prior's Gaussians, 1 = as fitted; lower "
                              f"draws more typical images (default {TEMPERATURE})")
-    parser.add_argument("--learning-rate", type=positive_float, default=1e-3,
-                        help="Adam's initial step size, cosine-decayed to 0 (default 1e-3)")
     parser.add_argument("--show-class", type=non_negative_int, default=0,
                         help="the class drawn with many z in one_class_many_z.png (default 0)")
     args = parse(parser, argv)
-    cvae = build_cvae(latent_dim=args.latent_dim, family=args.family, seed=args.seed,
-                      beta=args.beta)
-    cvae.get_layer("encoder").summary()
-    cvae.get_layer("decoder").summary()
-    cvae.summary(line_length=110)
     if args.summary:
+        print_summary(build_cvae(latent_dim=args.latent_dim, family=args.family), parts=True)
         return 0
 
-    data, start = prepare(args, images=IMAGES)
+    run_info = prepare(args, images=IMAGES)
+    data, epochs = run_info.data, run_info.epochs
     k = data.num_classes
     check_class_index(parser, "--show-class", args.show_class, k)
-    if k != 10:  # the model above was built for 10 classes
-        cvae = build_cvae(k, args.latent_dim, args.family, args.seed, args.beta)
-    steps = args.epochs * (len(data.x_train) // args.batch_size)
+    cvae = build_cvae(k, args.latent_dim, args.family, args.seed, args.beta)
+    print_summary(cvae, parts=True)
+    steps = epochs * (len(data.x_train) // args.batch_size)
     cvae.compile(optimizer=cosine_adam(args.learning_rate, steps))
     test_labels = one_hot(data.y_test, k)
     monitor = ElboMonitor(data.x_test[:2000], test_labels[:2000])
     train = labelled_inputs(data.x_train, data.y_train, k, batch_size=args.batch_size,
                             seed=args.seed)
-    run_ = fit(cvae, train, epochs=args.epochs, batch_size=args.batch_size, out=args.out,
+    run_ = fit(cvae, train, epochs=epochs, batch_size=args.batch_size, out=args.out,
                tag=cvae.name, callbacks=[monitor], nan_hint="try a lower --learning-rate")
     encoder, decoder = cvae.get_layer("encoder"), cvae.get_layer("decoder")
     report = elbo_report(encoder, decoder, data.x_test, test_labels, seed=args.seed)
@@ -186,10 +181,9 @@ def main(argv=None) -> int:
                   f"{tau:g}": {key: s[key] for key in ("conditional_accuracy", "classifier_fid")}
                   for tau, s in sweep.items()}}),
               "samples_scored": len(asked),
-              "params": cvae.count_params(), **run_.speed(),
-              "train_seconds": round(run_.wall_seconds, 1)}
+              "params": cvae.count_params(), **run_.speed()}
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
-                  wall_seconds=time.perf_counter() - start, models={cvae.name: result},
+                  epochs=epochs, wall_seconds=run_info.elapsed(), models={cvae.name: result},
                   extra={"latent_dim": args.latent_dim, "beta": args.beta})
     print(f"\nFigures, the model and metrics.json are in {args.out}/ "
           "(start with same_z_every_class.png)")

@@ -6,7 +6,7 @@ stacks latents (Tomczak 2022, "Deep Generative Modeling", sec. 4.5): the generat
     p(x, z1, z2) = p(x | z1) p(z1 | z2) p(z2),   p(z2) = N(0, I),
 
 so the prior of z1 is itself learned, and inference runs bottom-up, q(z1 | x) q(z2 | z1). The
-negative ELBO gains a second KL term (common.vae_layers.HierarchicalVaeLossLayer):
+negative ELBO gains a second KL term (common.vae.layers.HierarchicalVaeLossLayer):
 
     -ELBO = -log p(x | z1) + [log q(z1 | x) - log p(z1 | z2)] + KL(q(z2 | z1) || N(0, I)).
 
@@ -22,33 +22,49 @@ Run:  python chapters/ch3_hierarchical_vae.py [--dataset fashion_mnist]
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
-from common import figures  # noqa: E402
-from common.atomic import save_model  # noqa: E402
-from common.cli import make_parser, non_negative_int, parse, positive_float, run  # noqa: E402
-from common.elbo import ACTIVE_THRESHOLD, ElboMonitor, elbo_report  # noqa: E402
-from common.pipeline import batches  # noqa: E402
-from common.results import write_metrics  # noqa: E402
-from common.training import cosine_adam, fit, prepare, seed_everything  # noqa: E402
-from common.vae_layers import (HierarchicalVaeLossLayer, KLAnnealing, Sampling,  # noqa: E402
-                               bernoulli_nll, gaussian_log_density, kl_to_standard_normal)
-from common.vae_models import (IMAGE_SHAPE, assemble_vae, dense_decoder,  # noqa: E402
-                               dense_encoder, dense_gaussian)
+import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up log)
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import ops  # noqa: E402
+import keras
+import numpy as np
+from keras import layers, ops
+
+from chapters.ch3_vae import IMAGE_SHAPE, assemble_vae, dense_decoder, dense_encoder
+from common import figures
+from common.atomic import save_model
+from common.cli import make_parser, non_negative_int, parse, run
+from common.pipeline import batches
+from common.results import write_metrics
+from common.summary import print_summary
+from common.training import cosine_adam, fit, prepare, seed_everything
+from common.vae.elbo import ACTIVE_THRESHOLD, ElboMonitor, elbo_report
+from common.vae.layers import (
+    HierarchicalVaeLossLayer,
+    KLAnnealing,
+    Sampling,
+    bernoulli_nll,
+    gaussian_log_density,
+    kl_to_standard_normal,
+)
 
 CHAPTER = "ch3_hierarchical_vae"
 Z1, Z2, HIDDEN, TOP_HIDDEN = 16, 8, 512, 256
 IMAGES_PER_MODEL = 1_200_000  # default budget: 20 epochs of 60,000 images (dense models)
+
+
+def dense_gaussian(in_dim: int, latent_dim: int, *, hidden: int = 256,
+                   name: str) -> keras.Model:
+    """A vector -> Dense(hidden, relu) -> mean and log variance of a Gaussian over the next
+    latent: q(z2 | z1) and p(z1 | z2)."""
+    inputs = keras.Input((in_dim,), name="input")
+    h = layers.Dense(hidden, activation="relu", name="hidden")(inputs)
+    return keras.Model(inputs, [layers.Dense(latent_dim, name="mean")(h),
+                                layers.Dense(latent_dim, name="log_var")(h)], name=name)
 
 
 def build_one_level(seed: int | None = None) -> keras.Model:
@@ -133,21 +149,23 @@ def sample_two_level(model: keras.Model, z2: np.ndarray, seed: int = 0) -> np.nd
 
 
 def main(argv=None) -> int:
-    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128)
+    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
+                         learning_rate=1e-3)
     parser.add_argument("--kl-anneal", type=non_negative_int, default=3,
                         help="raise beta from 0 to 1 over this many epochs, for both models "
                              "(default 3; 0 trains with beta = 1 throughout)")
-    parser.add_argument("--learning-rate", type=positive_float, default=1e-3,
-                        help="Adam's initial step size, cosine-decayed to 0 (default 1e-3)")
     args = parse(parser, argv)
-    models = {"one_level": build_one_level(args.seed), "two_level": build_two_level(args.seed)}
-    for model in models.values():
-        model.summary(line_length=110)
     if args.summary:
+        print_summary(build_one_level())
+        print_summary(build_two_level())
         return 0
 
-    data, start = prepare(args, images=IMAGES_PER_MODEL)
-    steps = args.epochs * (len(data.x_train) // args.batch_size)
+    run_info = prepare(args, images=IMAGES_PER_MODEL)
+    data, epochs = run_info.data, run_info.epochs
+    models = {"one_level": build_one_level(args.seed), "two_level": build_two_level(args.seed)}
+    for model in models.values():
+        print_summary(model)
+    steps = epochs * (len(data.x_train) // args.batch_size)
     monitored = data.x_test[:2000]
     scorers = {"one_level": lambda m, x, c, s: elbo_report(m.get_layer("encoder"),
                                                            m.get_layer("decoder"), x, seed=s),
@@ -164,7 +182,7 @@ def main(argv=None) -> int:
         print(f"\n== {name} ({model.count_params():,} parameters) ==")
         runs[name] = fit(model, batches(data.x_train, batch_size=args.batch_size,
                                         seed=args.seed),
-                         epochs=args.epochs, batch_size=args.batch_size, out=args.out,
+                         epochs=epochs, batch_size=args.batch_size, out=args.out,
                          tag=name, callbacks=callbacks, nan_hint="try a lower --learning-rate")
         reports[name] = scorers[name](model, data.x_test, None, args.seed)
 
@@ -188,7 +206,7 @@ def main(argv=None) -> int:
     for name, model in models.items():
         save_model(model, args.out / f"{name}.keras")
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
-                  wall_seconds=time.perf_counter() - start, models=results,
+                  epochs=epochs, wall_seconds=run_info.elapsed(), models=results,
                   extra={"kl_anneal_epochs": args.kl_anneal,
                          "two_minus_one_nelbo_nats": round(two.nelbo - one.nelbo, 2)})
     print(f"\nFigures, models and metrics.json are in {args.out}/ (start with samples.png)")

@@ -34,35 +34,158 @@ Run:  python chapters/ch3_vae.py [--dataset fashion_mnist] [--latent-dim 10] [--
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
-from common import figures  # noqa: E402
-from common.atomic import save_model  # noqa: E402
-from common.cli import (make_parser, non_negative_float, non_negative_int,  # noqa: E402
-                        parse, positive_float, positive_int, run)
-from common.elbo import ElboMonitor, elbo_report  # noqa: E402
-from common.latent import traversal_codes  # noqa: E402
-from common.pipeline import batches  # noqa: E402
-from common.results import write_metrics  # noqa: E402
-from common.training import cosine_adam, fit, prepare, seed_everything  # noqa: E402
-from common.vae_layers import KLAnnealing  # noqa: E402
-from common.vae_models import (assemble_vae, conv_decoder, conv_encoder,  # noqa: E402
-                               dense_decoder, dense_encoder)
+import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up log)
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
+from keras import layers
+
+from common import figures
+from common.atomic import save_model
+from common.cli import (
+    make_parser,
+    non_negative_float,
+    non_negative_int,
+    parse,
+    plural,
+    positive_int,
+    run,
+)
+from common.latent import traversal_codes
+from common.pipeline import batches
+from common.results import write_metrics
+from common.summary import print_summary
+from common.training import cosine_adam, fit, prepare, seed_everything
+from common.vae.elbo import ElboMonitor, elbo_report
+from common.vae.layers import KLAnnealing, Sampling, VaeLossLayer
 
 CHAPTER = "ch3_vae"
 IMAGES_PER_MODEL = 300_000  # default budget: 5 epochs of 60,000 images per model
 MONITORED_TEST_IMAGES = 2_000  # held-out images scored after every epoch
 REFERENCE_HIDDEN = 16  # the keras.io example's Dense layer before the latent heads
 CONV_HIDDEN = 256
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoders and decoders. Every encoder maps a 28x28x1 image (and, for the conditional VAE of
+# ch3_cvae.py, a one-hot label) to the two heads `z_mean` and `z_log_var` of q(z | x); every
+# decoder maps z (and the label) to Bernoulli pixel probabilities of shape 28x28x1. Two
+# families: dense, the course's form with one hidden Dense layer each way (Kingma & Welling
+# 2014, sec. 5); conv, two stride-2 convolutions (28 -> 14 -> 7) and a Dense layer before the
+# heads, mirrored by Conv2DTranspose in the decoder. `hidden=16` is exactly the keras.io VAE
+# example (fchollet, "Variational AutoEncoder").
+
+IMAGE_SHAPE = (28, 28, 1)
+PIXELS = 28 * 28
+
+
+def _inputs(condition_dim: int):
+    image = keras.Input(IMAGE_SHAPE, name="image")
+    label = keras.Input((condition_dim,), name="label") if condition_dim else None
+    return image, label
+
+
+def _heads(h, latent_dim: int, image, label, name: str) -> keras.Model:
+    mean = layers.Dense(latent_dim, name="z_mean")(h)
+    log_var = layers.Dense(latent_dim, name="z_log_var")(h)
+    inputs = [image, label] if label is not None else image
+    return keras.Model(inputs, [mean, log_var], name=name)
+
+
+def _with_label(h, label):
+    """Append the one-hot label to a feature vector (the conditional VAE's encoder and decoder
+    both see it: Sohn et al. 2015)."""
+    return h if label is None else layers.Concatenate(name="with_label")([h, label])
+
+
+def dense_encoder(latent_dim: int, *, hidden: int = 512, condition_dim: int = 0,
+                  name: str = "encoder") -> keras.Model:
+    """Flatten -> Dense(hidden, relu) -> z_mean, z_log_var."""
+    image, label = _inputs(condition_dim)
+    h = _with_label(layers.Flatten(name="flatten")(image), label)
+    h = layers.Dense(hidden, activation="relu", name="hidden")(h)
+    return _heads(h, latent_dim, image, label, name)
+
+
+def conv_encoder(latent_dim: int, *, hidden: int = 256, condition_dim: int = 0,
+                 name: str = "encoder") -> keras.Model:
+    """Conv2D 32, 64 (3x3, stride 2, relu) -> Flatten -> Dense(hidden, relu) -> heads."""
+    image, label = _inputs(condition_dim)
+    h = layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv_1")(image)
+    h = layers.Conv2D(64, 3, strides=2, padding="same", activation="relu", name="conv_2")(h)
+    h = _with_label(layers.Flatten(name="flatten")(h), label)
+    h = layers.Dense(hidden, activation="relu", name="hidden")(h)
+    return _heads(h, latent_dim, image, label, name)
+
+
+def dense_gaussian(in_dim: int, latent_dim: int, *, hidden: int = 256,
+                   name: str) -> keras.Model:
+    """A vector -> Dense(hidden, relu) -> mean and log variance of a Gaussian over the next
+    latent: q(z2 | z1) and p(z1 | z2) of a hierarchical VAE."""
+    inputs = keras.Input((in_dim,), name="input")
+    h = layers.Dense(hidden, activation="relu", name="hidden")(inputs)
+    return keras.Model(inputs, [layers.Dense(latent_dim, name="mean")(h),
+                                layers.Dense(latent_dim, name="log_var")(h)], name=name)
+
+
+def _decoder_inputs(latent_dim: int, condition_dim: int):
+    z = keras.Input((latent_dim,), name="z")
+    label = keras.Input((condition_dim,), name="label") if condition_dim else None
+    return z, label, ([z, label] if label is not None else z)
+
+
+def dense_decoder(latent_dim: int, *, hidden: int = 512, condition_dim: int = 0,
+                  name: str = "decoder") -> keras.Model:
+    """Dense(hidden, relu) -> Dense(784, sigmoid) -> Reshape(28, 28, 1)."""
+    z, label, inputs = _decoder_inputs(latent_dim, condition_dim)
+    h = layers.Dense(hidden, activation="relu", name="hidden")(_with_label(z, label))
+    if label is not None:  # the label again, next to the hidden features
+        h = layers.Concatenate(name="hidden_with_label")([h, label])
+    h = layers.Dense(PIXELS, activation="sigmoid", name="pixel_probabilities")(h)
+    return keras.Model(inputs, layers.Reshape(IMAGE_SHAPE, name="to_image")(h), name=name)
+
+
+def conv_decoder(latent_dim: int, *, condition_dim: int = 0,
+                 name: str = "decoder") -> keras.Model:
+    """Dense(7*7*64, relu) -> Reshape -> Conv2DTranspose 64, 32 (stride 2, relu) ->
+    Conv2DTranspose 1 (sigmoid): 7 -> 14 -> 28 pixels a side."""
+    z, label, inputs = _decoder_inputs(latent_dim, condition_dim)
+    h = layers.Dense(7 * 7 * 64, activation="relu", name="expand")(_with_label(z, label))
+    h = layers.Reshape((7, 7, 64), name="to_feature_maps")(h)
+    h = layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu",
+                               name="deconv_1")(h)
+    h = layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu",
+                               name="deconv_2")(h)
+    out = layers.Conv2DTranspose(1, 3, padding="same", activation="sigmoid",
+                                 name="pixel_probabilities")(h)
+    return keras.Model(inputs, out, name=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole VAE, and the models this chapter compares.
+
+def assemble_vae(encoder: keras.Model, decoder: keras.Model, *, beta: float = 1.0,
+                 seed: int | None = None, name: str = "vae") -> keras.Model:
+    """image (and label) -> encoder -> Sampling -> decoder -> VaeLossLayer.
+
+    The loss layer adds  mean(-log p(x | z) + beta * KL)  with `add_loss`, so the model
+    compiles with no loss and trains on images alone (or on {"image", "label"} dicts).
+    """
+    conditional = isinstance(encoder.input, list)
+    image = keras.Input(IMAGE_SHAPE, name="image")
+    label = keras.Input(encoder.input[1].shape[1:], name="label") if conditional else None
+    mean, log_var = encoder([image, label] if conditional else image)
+    z = Sampling(seed=seed, name="sampling")([mean, log_var])
+    probabilities = decoder([z, label] if conditional else z)
+    output = VaeLossLayer(beta=beta, name="vae_loss")([image, probabilities, mean, log_var])
+    return keras.Model({"image": image, "label": label} if conditional else image, output,
+                       name=name)
 
 
 @dataclass(frozen=True)
@@ -87,11 +210,18 @@ def build(spec: Spec, latent_dim: int, seed: int | None = None):
     return assemble_vae(encoder, decoder, beta=start_beta, seed=seed, name=spec.name)
 
 
+def print_summaries(models: dict) -> None:
+    """The encoders and decoders of the three architectures, then the whole conv VAE."""
+    for name in ("dense", "conv", "keras_io_reference"):
+        print_summary(models[name].get_layer("encoder"))
+        print_summary(models[name].get_layer("decoder"))
+    print_summary(models["conv"])
+
+
 def dead_hidden_units(model, x: np.ndarray) -> int:
     """How many of the encoder's hidden ReLU units output 0 for every image of `x`. A dead
     unit passes no gradient and never recovers; an early phase in which the KL term pulls all
-    codes onto the prior can switch many off (measured here: 15 of the keras.io reference's
-    16 and 206 of conv's 256 on Fashion-MNIST, 5 epochs)."""
+    codes onto the prior can switch many off (see docs/results.md)."""
     encoder = model.get_layer("encoder")
     hidden = keras.Model(encoder.inputs, encoder.get_layer("hidden").output)
     return int(np.sum(hidden.predict(x, batch_size=500, verbose=0).max(axis=0) <= 0))
@@ -110,7 +240,8 @@ def specs(beta: float, contrast_beta: float, anneal_epochs: int) -> list[Spec]:
 
 
 def main(argv=None) -> int:
-    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128)
+    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
+                         learning_rate=1e-3)
     parser.add_argument("--latent-dim", type=positive_int, default=10,
                         help="size of z for every model (default 10)")
     parser.add_argument("--beta", type=non_negative_float, default=1.0,
@@ -121,21 +252,18 @@ def main(argv=None) -> int:
     parser.add_argument("--kl-anneal", type=non_negative_int, default=3,
                         help="also train the dense model with beta raised from 0 over this "
                              "many epochs; 0 skips it (default 3)")
-    parser.add_argument("--learning-rate", type=positive_float, default=1e-3,
-                        help="Adam's initial step size, cosine-decayed to 0 (default 1e-3)")
     args = parse(parser, argv)
     chosen = specs(args.beta, args.contrast_beta, args.kl_anneal)
-    models = {s.name: build(s, args.latent_dim, seed=args.seed) for s in chosen}
-    for name in ("dense", "conv", "keras_io_reference"):
-        models[name].get_layer("encoder").summary()
-        models[name].get_layer("decoder").summary()
-    models["conv"].summary(line_length=110)
     if args.summary:
+        print_summaries({s.name: build(s, args.latent_dim) for s in chosen})
         return 0
 
-    data, start = prepare(args, images=IMAGES_PER_MODEL)
-    print(f"training {len(models)} models for {args.epochs} epochs each")
-    steps = args.epochs * (len(data.x_train) // args.batch_size)
+    run_info = prepare(args, images=IMAGES_PER_MODEL)
+    data, epochs = run_info.data, run_info.epochs
+    models = {s.name: build(s, args.latent_dim, seed=args.seed) for s in chosen}
+    print_summaries(models)
+    print(f"training {len(models)} models for {plural(epochs, 'epoch')} each")
+    steps = epochs * (len(data.x_train) // args.batch_size)
     monitored = data.x_test[:MONITORED_TEST_IMAGES]
 
     runs, reports = {}, {}
@@ -151,7 +279,7 @@ def main(argv=None) -> int:
               f"{f', annealed over {spec.anneal_epochs} epochs' if spec.anneal_epochs else ''}"
               f", {model.count_params():,} parameters) ==")
         train = batches(data.x_train, batch_size=args.batch_size, seed=args.seed)
-        runs[spec.name] = fit(model, train, epochs=args.epochs, batch_size=args.batch_size,
+        runs[spec.name] = fit(model, train, epochs=epochs, batch_size=args.batch_size,
                               out=args.out, tag=spec.name, callbacks=callbacks,
                               nan_hint="try a lower --learning-rate or --beta")
         reports[spec.name] = elbo_report(model.get_layer("encoder"),
@@ -166,8 +294,7 @@ def main(argv=None) -> int:
              "kl_anneal_epochs": spec.anneal_epochs, "params": models[spec.name].count_params(),
              "dead_hidden_units": dead_hidden_units(models[spec.name], data.x_test),
              "hidden_units": spec.hidden,
-             **runs[spec.name].speed(),
-             "train_seconds": round(runs[spec.name].wall_seconds, 1)}
+             **runs[spec.name].speed()}
         results[spec.name] = r
         print(f"{spec.name:<22}{r['params']:>10,}{r['test_nelbo_nats']:>9.2f}"
               f"{r['test_reconstruction_nats']:>9.2f}{r['test_kl_nats']:>7.2f}"
@@ -182,8 +309,8 @@ def main(argv=None) -> int:
     _figures(args.out, data, chosen, models, reports, runs, args.latent_dim)
     for name, model in models.items():
         save_model(model, args.out / f"{name}.keras")
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
-                  wall_seconds=time.perf_counter() - start, models=results,
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
+                  wall_seconds=run_info.elapsed(), models=results,
                   extra={"latent_dim": args.latent_dim, "learning_rate": args.learning_rate,
                          "conv_minus_reference_nelbo_nats": round(gap, 2)})
     print(f"\nFigures, models and metrics.json are in {args.out}/ "

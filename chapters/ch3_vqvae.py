@@ -2,14 +2,14 @@
 
 Instead of a Gaussian z, the encoder's 7x7 grid of vectors is snapped to the nearest of K
 learned codebook vectors, so every image becomes a 7x7 grid of integers in 0..K-1 (49 * log2 K
-bits), and the decoder rebuilds the image from those codes (common.vector_quantizer: nearest
+bits), and the decoder rebuilds the image from those codes (common.vq.quantizer: nearest
 neighbour, straight-through gradient, codebook and commitment losses, random restarts of dead
 codes). Training minimises
 
     mean squared pixel error + codebook loss + 0.25 * commitment loss.
 
 A VQ-VAE trained this way has no prior to sample from: its "prior" is uniform and fixed during
-training. The second stage fits one: a PixelCNN (common.pixelcnn) learns p(code grid) over the
+training. The second stage fits one: a PixelCNN (common.vq.masked_conv) learns p(code grid) over the
 training images' codes, autoregressively, and new images are its samples, decoded. The run
 compares it with the simplest alternative, drawing every position independently from that
 position's code frequencies, to show what modelling the dependencies buys.
@@ -25,27 +25,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
-from common import figures  # noqa: E402
-from common.atomic import save_model  # noqa: E402
-from common.classifier import FeatureClassifier  # noqa: E402
-from common.cli import (epochs_for, make_parser, parse, positive_float,  # noqa: E402
-                        positive_int, run)
-from common.pipeline import batches, one_hot_sequences  # noqa: E402
-from common.pixelcnn import build_pixelcnn, sample  # noqa: E402
-from common.results import write_metrics  # noqa: E402
-from common.training import cosine_adam, fit, prepare  # noqa: E402
-from common.vector_quantizer import CodebookRestart, VectorQuantizer, usage  # noqa: E402
+import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up log)
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import layers, ops  # noqa: E402
+import keras
+import numpy as np
+from keras import layers, ops
+
+from common import figures
+from common.atomic import save_model
+from common.cli import epochs_for, make_parser, parse, plural, positive_int, run
+from common.eval.classifier import FeatureClassifier
+from common.pipeline import batches, one_hot_sequences
+from common.results import write_metrics
+from common.summary import print_summary
+from common.training import cosine_adam, fit, prepare
+from common.vq.masked_conv import MaskedConv2D, sample
+from common.vq.quantizer import CodebookRestart, VectorQuantizer, usage
 
 CHAPTER = "ch3_vqvae"
 GRID = (7, 7)
@@ -79,10 +79,31 @@ def build_decoder(code_dim: int) -> keras.Model:
 
 
 def build_vqvae(num_codes: int = 64, code_dim: int = 16) -> keras.Model:
+    """image -> encoder -> nearest codebook vectors (straight-through) -> decoder -> image."""
     image = keras.Input((28, 28, 1), name="image")
     quantized = VectorQuantizer(num_codes, code_dim, name="quantizer")(
         build_encoder(code_dim)(image))
     return keras.Model(image, build_decoder(code_dim)(quantized), name="vqvae")
+
+
+def build_pixelcnn(num_codes: int, grid: tuple[int, int], *, filters: int = 64,
+                   blocks: int = 4, name: str = "pixelcnn") -> keras.Model:
+    """The prior p(code grid): one-hot code grid (H, W, K) -> logits (H, W, K) of each
+    position's code given the positions before it in raster order.
+
+    7x7 mask-A convolution, then `blocks` residual blocks (1x1 -> masked 3x3 "B" -> 1x1,
+    as in the paper's fig. 5), then two 1x1 layers to the logits.
+    """
+    codes = keras.Input((*grid, num_codes), name="one_hot_codes")
+    h = MaskedConv2D(filters, 7, "A", name="masked_a")(codes)
+    for i in range(blocks):
+        r = layers.Activation("relu")(h)
+        r = layers.Conv2D(filters // 2, 1, activation="relu", name=f"block{i}_in")(r)
+        r = MaskedConv2D(filters // 2, 3, "B", activation="relu", name=f"block{i}_masked_b")(r)
+        r = layers.Conv2D(filters, 1, name=f"block{i}_out")(r)
+        h = layers.Add(name=f"block{i}_add")([h, r])
+    h = layers.Conv2D(filters, 1, activation="relu", name="head")(layers.Activation("relu")(h))
+    return keras.Model(codes, layers.Conv2D(num_codes, 1, name="logits")(h), name=name)
 
 
 def encode(vqvae: keras.Model, x: np.ndarray) -> np.ndarray:
@@ -107,39 +128,39 @@ def independent_positions(train_codes: np.ndarray, num_codes: int) -> np.ndarray
 
 def main(argv=None) -> int:
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
-                         epochs_help="VQ-VAE training epochs")
+                         epochs_help="VQ-VAE training epochs", learning_rate=2e-3,
+                         learning_rate_help="Adam's initial step size for both stages, "
+                                            "cosine-decayed")
     parser.add_argument("--codes", type=positive_int, default=64,
                         help="codebook size K (default 64)")
     parser.add_argument("--code-dim", type=positive_int, default=16,
                         help="length of each codebook vector (default 16)")
     parser.add_argument("--prior-epochs", type=positive_int, default=None,
                         help="PixelCNN training epochs (default: scaled to the data size)")
-    parser.add_argument("--learning-rate", type=positive_float, default=2e-3,
-                        help="Adam's initial step size for both stages, cosine-decayed "
-                             "(default 2e-3)")
     args = parse(parser, argv)
     if args.codes < 2:
         parser.error("--codes must be at least 2")
     vqvae = build_vqvae(args.codes, args.code_dim)
     prior = build_pixelcnn(args.codes, GRID)
-    vqvae.get_layer("encoder").summary()
-    vqvae.get_layer("decoder").summary()
-    vqvae.summary(line_length=100)
-    prior.summary(line_length=100)
     if args.summary:
+        print_summary(vqvae, parts=True)
+        print_summary(prior)
         return 0
 
-    data, start = prepare(args, images=IMAGES)
+    run_info = prepare(args, images=IMAGES)
+    data, epochs = run_info.data, run_info.epochs
+    print_summary(vqvae, parts=True)
+    print_summary(prior)
     prior_epochs = 1 if args.quick else epochs_for(argparse.Namespace(epochs=args.prior_epochs),
                                                    len(data.x_train), images=PRIOR_IMAGES)
     steps = len(data.x_train) // args.batch_size
 
-    print(f"\n== stage 1: VQ-VAE, {args.epochs} epochs ==")
-    vqvae.compile(optimizer=cosine_adam(args.learning_rate, args.epochs * steps), loss="mse")
+    print(f"\n== stage 1: VQ-VAE, {plural(epochs, 'epoch')} ==")
+    vqvae.compile(optimizer=cosine_adam(args.learning_rate, epochs * steps), loss="mse")
     restart = CodebookRestart(data.x_train[:4096], seed=args.seed)
     vq_run = fit(vqvae, batches(data.x_train, batch_size=args.batch_size, seed=args.seed,
                                 reconstruct=True),
-                 epochs=args.epochs, batch_size=args.batch_size, out=args.out, tag="vqvae",
+                 epochs=epochs, batch_size=args.batch_size, out=args.out, tag="vqvae",
                  callbacks=[restart], nan_hint="try a lower --learning-rate")
     test_codes, train_codes = encode(vqvae, data.x_test), encode(vqvae, data.x_train)
     recon = decode(vqvae, test_codes)
@@ -150,7 +171,7 @@ def main(argv=None) -> int:
           f"the test set ({dead_share:.0%}, bar <= {DEAD_BAR:.0%}); perplexity "
           f"{used['perplexity']:.1f}")
 
-    print(f"\n== stage 2: PixelCNN prior over the 7x7 codes, {prior_epochs} epochs ==")
+    print(f"\n== stage 2: PixelCNN prior over the 7x7 codes, {plural(prior_epochs, 'epoch')} ==")
     prior.compile(optimizer=cosine_adam(args.learning_rate / 2, prior_epochs * steps),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     prior_run = fit(prior, one_hot_sequences(train_codes, args.codes,
@@ -188,23 +209,21 @@ def main(argv=None) -> int:
     save_model(vqvae, args.out / "vqvae.keras")
     save_model(prior, args.out / "pixelcnn.keras")
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
-                  wall_seconds=time.perf_counter() - start, models={
+                  epochs=epochs, wall_seconds=run_info.elapsed(), models={
                       "vqvae": {"test_mse": round(mse, 5), "dead_codes": used["dead"],
                                 "dead_share": round(dead_share, 4), "dead_bar": DEAD_BAR,
                                 "perplexity": round(used["perplexity"], 2),
                                 "codes": args.codes, "code_dim": args.code_dim,
                                 "ch2_cnn_autoencoder_test_mse_28x28": ch2,
                                 "params": vqvae.count_params(),
-                                **vq_run.speed(),
-                                "train_seconds": round(vq_run.wall_seconds, 1)},
+                                **vq_run.speed()},
                       "pixelcnn": {"test_nll_nats_per_image": round(nll, 2),
                                    "independent_positions_nll": round(baseline, 2),
                                    "uniform_nll": round(positions * float(np.log(args.codes)), 2),
                                    "classifier_fid": round(fid_prior, 3),
                                    "independent_positions_fid": round(fid_independent, 3),
                                    "epochs": prior_epochs, "params": prior.count_params(),
-                                   **prior_run.speed(),
-                                   "train_seconds": round(prior_run.wall_seconds, 1)}})
+                                   **prior_run.speed()}})
     print(f"\nFigures, models and metrics.json are in {args.out}/ "
           "(start with samples.png and code_grid.png)")
     return 0

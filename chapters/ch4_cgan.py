@@ -3,8 +3,8 @@
 The DCGAN of this chapter, with the one-hot label y given to both players: G(z, y) draws an
 image of class y, and D(x, y) judges whether x is a real image *of class y*. A generator that
 ignores y is caught, because D has learned what each class looks like, so G must follow the
-label to win. Everything else (training step, optimiser, architecture) is shared with
-chapters/ch4_dcgan.py through common.gan and common.gan_models.
+label to win. Everything else (training step, optimiser, the layer stacks) is shared with
+chapters/ch4_dcgan.py: its layers, and the adversarial step of common.gan.training.
 
 Measured: the conditional accuracy (the feature classifier's verdict on 5,000 samples, 500 per
 requested class; bars >= 0.90 on MNIST, >= 0.80 on Fashion-MNIST) and the classifier FID.
@@ -15,36 +15,64 @@ Run:  python chapters/ch4_cgan.py [--dataset fashion_mnist] [--epochs 3]
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `common` importable
+if __package__ in (None, ""):  # run as a script: make `common` and `chapters` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
-from common import figures  # noqa: E402
-from common.classifier import FeatureClassifier, describe_scores  # noqa: E402
-from common.cli import make_parser, parse, positive_float, run  # noqa: E402
-from common.gan import (GAN, SampleGrid, equilibrium_curves, fit_gan, generate,  # noqa: E402
-                        save_and_summarise)
-from common.pipeline import batches  # noqa: E402
-from common.gan_models import build_discriminator, build_generator  # noqa: E402
-from common.results import write_metrics  # noqa: E402
-from common.scaling import to_tanh_range  # noqa: E402
-from common.training import prepare  # noqa: E402
+import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up log)
 
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
+from keras import layers
+
+from chapters.ch4_dcgan import IMAGE_SHAPE, LATENT_DIM, discriminator_layers, generator_layers
+from common import figures
+from common.cli import make_parser, parse, plural, run
+from common.eval.classifier import FeatureClassifier, describe_scores
+from common.gan.training import GAN, SampleGrid, equilibrium_curves, fit_gan, generate
+from common.pipeline import batches
+from common.results import write_metrics
+from common.scaling import to_tanh_range
+from common.training import prepare
 
 CHAPTER = "ch4_cgan"
-LATENT_DIM = 100
 IMAGES = 180_000  # default budget: 3 epochs of 60,000 images
 PER_CLASS = 500
 BARS = {"mnist": 0.90, "fashion_mnist": 0.80}
 
 
+def build_conditional_generator(num_classes: int = 10, latent_dim: int = LATENT_DIM,
+                                name: str = "generator") -> keras.Model:
+    """G(z, y): the one-hot label is concatenated to the noise, and the DCGAN generator's
+    layers turn the pair into an image."""
+    z = keras.Input((latent_dim,), name="z")
+    label = keras.Input((num_classes,), name="label")
+    h = layers.Concatenate(name="z_and_label")([z, label])
+    for layer in generator_layers():
+        h = layer(h)
+    return keras.Model([z, label], h, name=name)
+
+
+def build_conditional_discriminator(num_classes: int = 10,
+                                    name: str = "discriminator") -> keras.Model:
+    """D(x, y): a Dense layer turns the one-hot label into a 28x28 map that is stacked onto the
+    image as a second channel, so the very first convolution can compare image and label; then
+    the DCGAN discriminator's layers."""
+    image = keras.Input(IMAGE_SHAPE, name="image")
+    label = keras.Input((num_classes,), name="label")
+    label_map = layers.Reshape(IMAGE_SHAPE, name="label_map")(
+        layers.Dense(IMAGE_SHAPE[0] * IMAGE_SHAPE[1], name="label_to_pixels")(label))
+    h = layers.Concatenate(name="image_and_label")([image, label_map])
+    for layer in discriminator_layers():
+        h = layer(h)
+    return keras.Model([image, label], h, name=name)
+
+
 def build_cgan(num_classes: int = 10, seed: int | None = None) -> GAN:
-    return GAN(build_generator(LATENT_DIM, num_classes), build_discriminator(num_classes),
-               LATENT_DIM, num_classes=num_classes, seed=seed, name="cgan")
+    return GAN(build_conditional_generator(num_classes),
+               build_conditional_discriminator(num_classes), LATENT_DIM,
+               num_classes=num_classes, seed=seed, name="cgan")
 
 
 def class_grid_inputs(num_classes: int, columns: int, rng):
@@ -54,25 +82,24 @@ def class_grid_inputs(num_classes: int, columns: int, rng):
 
 
 def main(argv=None) -> int:
-    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128)
-    parser.add_argument("--learning-rate", type=positive_float, default=2e-4,
-                        help="Adam's step size for both networks (default 2e-4)")
+    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
+                         learning_rate=2e-4,
+                         learning_rate_help="Adam's step size for both networks")
     args = parse(parser, argv)
-    build_cgan(seed=args.seed).generator.summary()
-    build_cgan(seed=args.seed).discriminator.summary()
     if args.summary:
-        return 0
+        return build_cgan(seed=args.seed).print_summaries()
 
-    data, start = prepare(args, images=IMAGES)
-    k = data.num_classes
+    run_info = prepare(args, images=IMAGES)
+    data, epochs, k = run_info.data, run_info.epochs, run_info.data.num_classes
     gan = build_cgan(k, args.seed)
+    gan.print_summaries()
     rng = np.random.default_rng(args.seed)
     z_grid, y_grid = class_grid_inputs(k, 10, rng)
     grid = SampleGrid(args.out, z_grid, y_grid, k, title="Conditional GAN, one row per class")
-    print(f"\n== training for {args.epochs} epochs: one D and one G update per batch ==")
+    print(f"\n== training for {plural(epochs, 'epoch')}: one D and one G update per batch ==")
     train = batches(to_tanh_range(data.x_train), data.y_train, batch_size=args.batch_size,
                     seed=args.seed)
-    run_ = fit_gan(gan, train, epochs=args.epochs, batch_size=args.batch_size, out=args.out,
+    run_ = fit_gan(gan, train, epochs=epochs, batch_size=args.batch_size, out=args.out,
                    samples=grid, learning_rate=args.learning_rate)
 
     print("\nscoring samples with the feature classifier (trained once per dataset, cached)")
@@ -93,9 +120,9 @@ def main(argv=None) -> int:
                  labels=data.class_names, xlabel="requested class", ylabel="accuracy",
                  title=f"Samples the classifier assigns to the requested class "
                        f"({PER_CLASS} per class)")
-    trained = save_and_summarise(gan, run_, args.out)
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
-                  wall_seconds=time.perf_counter() - start, models={"cgan": {**scores, **trained}})
+    trained = gan.save_and_summarise(run_, args.out)
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
+                  wall_seconds=run_info.elapsed(), models={"cgan": {**scores, **trained}})
     print(f"\nFigures (progress.gif shows the training), models and metrics.json are in "
           f"{args.out}/ (start with class_grid.png)")
     return 0

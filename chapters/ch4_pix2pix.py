@@ -25,28 +25,28 @@ Run:  python chapters/ch4_pix2pix.py [--dataset fashion_mnist] [--task edges|inp
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
-from common import figures  # noqa: E402
-from common.atomic import save_model  # noqa: E402
-from common.classifier import FeatureClassifier  # noqa: E402
-from common.cli import make_parser, parse, positive_float, run  # noqa: E402
-from common.gan import GAN, SampleGrid, equilibrium_curves, fit_gan, generate  # noqa: E402
-from common.pipeline import batches  # noqa: E402
-from common.results import write_metrics  # noqa: E402
-from common.scaling import to_tanh_range  # noqa: E402
-from common.training import fit, prepare, seed_everything  # noqa: E402
+import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up log)
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import layers, ops  # noqa: E402
-from scipy import ndimage  # noqa: E402
+import keras
+import numpy as np
+from keras import layers, ops
+from scipy import ndimage
+
+from common import figures
+from common.atomic import save_model
+from common.cli import make_parser, parse, plural, run
+from common.eval.classifier import FeatureClassifier
+from common.gan.training import GAN, SampleGrid, equilibrium_curves, fit_gan, generate
+from common.pipeline import batches
+from common.results import write_metrics
+from common.scaling import to_tanh_range
+from common.training import fit, prepare, seed_everything
 
 CHAPTER = "ch4_pix2pix"
 SIZE = 32
@@ -134,9 +134,9 @@ def build_patch_discriminator() -> keras.Model:
     return keras.Model([candidate, condition], logits, name="patch_discriminator")
 
 
-@keras.saving.register_keras_serializable(package=CHAPTER)
+@keras.saving.register_keras_serializable(package="chapters.ch4_pix2pix")
 class Pix2Pix(GAN):
-    """common.gan.GAN with the input image as the condition and no noise (pix2pix found
+    """common.gan.training.GAN with the input image as the condition and no noise (pix2pix found
     noise ignored by the generator), and L1 to the target added to the generator's loss."""
 
     extra_terms = ("l1",)
@@ -173,19 +173,19 @@ def evaluate(outputs: np.ndarray, targets: np.ndarray, labels: np.ndarray, judge
 
 
 def main(argv=None) -> int:
-    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=64)
+    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=64,
+                         learning_rate=2e-4,
+                         learning_rate_help="Adam's step size for every network")
     parser.add_argument("--task", choices=TASKS, default="edges",
                         help="edges -> image, or inpaint occluding bars (default edges)")
-    parser.add_argument("--learning-rate", type=positive_float, default=2e-4,
-                        help="Adam's step size for every network (default 2e-4)")
     args = parse(parser, argv)
     gan = Pix2Pix(build_unet(), build_patch_discriminator(), seed=args.seed, name="pix2pix")
-    gan.generator.summary()
-    gan.discriminator.summary()
     if args.summary:
-        return 0
+        return gan.print_summaries()
 
-    data, start = prepare(args, images=IMAGES, pad_to=SIZE)
+    run_info = prepare(args, images=IMAGES, pad_to=SIZE)
+    data, epochs = run_info.data, run_info.epochs
+    gan.print_summaries()
     print(f"task {args.task}: building the input images")
     x_in = make_inputs(args.task, data.x_train, args.seed)
     t_in = make_inputs(args.task, data.x_test, args.seed + 1)
@@ -193,15 +193,15 @@ def main(argv=None) -> int:
                     batch_size=args.batch_size, seed=args.seed)
     shown = np.arange(8)
     grid = SampleGrid(args.out, to_tanh_range(t_in[shown]), ncols=8, title="pix2pix outputs")
-    print(f"\n== pix2pix: U-Net + PatchGAN, {args.epochs} epochs ==")
-    gan_run = fit_gan(gan, train, epochs=args.epochs, batch_size=args.batch_size,
+    print(f"\n== pix2pix: U-Net + PatchGAN, {plural(epochs, 'epoch')} ==")
+    gan_run = fit_gan(gan, train, epochs=epochs, batch_size=args.batch_size,
                       out=args.out, samples=grid, learning_rate=args.learning_rate)
-    print(f"\n== the same U-Net with L1 alone, {args.epochs} epochs ==")
+    print(f"\n== the same U-Net with L1 alone, {plural(epochs, 'epoch')} ==")
     seed_everything(args.seed)
     l1_only = build_unet("unet_l1_only")
     l1_only.compile(optimizer=keras.optimizers.Adam(args.learning_rate, beta_1=0.5),
                     loss="mae")
-    l1_run = fit(l1_only, train, epochs=args.epochs, batch_size=args.batch_size,
+    l1_run = fit(l1_only, train, epochs=epochs, batch_size=args.batch_size,
                  out=args.out, tag="unet_l1_only", nan_hint="try a lower --learning-rate")
 
     unpadded = replace(data, x_train=data.x_train[:, 2:-2, 2:-2], x_test=data.x_test[:, 2:-2, 2:-2])
@@ -210,10 +210,8 @@ def main(argv=None) -> int:
                "l1_only": generate(l1_only, to_tanh_range(t_in))}
     results = {name: evaluate(o, data.x_test, data.y_test, judge) for name, o in outputs.items()}
     results["pix2pix"].update(**gan_run.speed(),
-                              train_seconds=round(gan_run.wall_seconds, 1),
                               final={k: round(v[-1], 4) for k, v in gan_run.history.items()})
-    results["l1_only"].update(**l1_run.speed(),
-                              train_seconds=round(l1_run.wall_seconds, 1))
+    results["l1_only"].update(**l1_run.speed())
     targets = evaluate(data.x_test, data.x_test, data.y_test, judge)["classifier_accuracy"]
     for name, r in results.items():
         print(f"{name:<8} test L1 {r['test_l1']:.4f}, PSNR {r['test_psnr_db']:.2f} dB, "
@@ -234,7 +232,7 @@ def main(argv=None) -> int:
     save_model(gan.generator, args.out / "generator.keras")
     save_model(l1_only, args.out / "unet_l1_only.keras")
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
-                  wall_seconds=time.perf_counter() - start, models=results,
+                  epochs=epochs, wall_seconds=run_info.elapsed(), models=results,
                   extra={"task": args.task, "l1_weight": L1_WEIGHT,
                          "classifier_accuracy_on_targets": targets})
     print(f"\nFigures, models and metrics.json are in {args.out}/ (start with triplets.png)")

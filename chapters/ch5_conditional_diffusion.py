@@ -1,9 +1,9 @@
 """Chapter 5: conditional diffusion with classifier-free guidance (Ho & Salimans 2022).
 
 The DDPM of chapters/ch5_ddpm.py with a label: a learned class embedding is added to the step's
-embedding in every residual block (common.unet). During training each label is replaced by an
-extra "null" class with probability 0.1, so one network learns both eps(x_t, t, y) and the
-unconditional eps(x_t, t). Sampling mixes the two,
+embedding in every residual block of the U-Net of chapters/ch5_ddpm.py. During training
+each label is replaced by an extra "null" class with probability 0.1, so one network learns
+both eps(x_t, t, y) and the unconditional eps(x_t, t). Sampling mixes the two,
 
     eps = eps(x_t, t, null) + w * (eps(x_t, t, y) - eps(x_t, t, null)),
 
@@ -11,7 +11,7 @@ and the guidance scale w moves along a trade-off: w = 0 ignores the label (uncon
 samples), w = 1 is the plain conditional model, and w > 1 pushes each sample further towards
 what makes it class y, more recognisable and less varied (guidance_scales.png).
 
-Measured with the feature classifier (common.classifier): the conditional accuracy of DDIM-50
+Measured with the feature classifier (common.eval.classifier): the conditional accuracy of DDIM-50
 samples at each guidance scale (bars at w = 2: >= 0.97 on MNIST, >= 0.90 on Fashion-MNIST) and
 their classifier FID. The scale of the bar (--guidance) is scored on --fid-samples samples, the
 others on 30% as many to keep the sweep affordable on a CPU; FID grows as the sample count
@@ -23,34 +23,45 @@ Run:  python chapters/ch5_conditional_diffusion.py [--dataset fashion_mnist] [--
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `common` importable
+if __package__ in (None, ""):  # run as a script: make `common` and `chapters` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
-from common import figures  # noqa: E402
-from common.atomic import save_model  # noqa: E402
-from common.classifier import FeatureClassifier  # noqa: E402
-from common.cli import (check_class_index, make_parser, non_negative_float,  # noqa: E402
-                        non_negative_int, parse, run)
-from common.diffusion import sample_ddim  # noqa: E402
-from common.diffusion_training import (BATCH_SIZE, add_diffusion_flags,  # noqa: E402
-                                       build_diffusion, check_diffusion_flags,
-                                       train_diffusion)
-from common.results import write_metrics  # noqa: E402
-from common.scaling import to_unit_range  # noqa: E402
-from common.training import prepare  # noqa: E402
+import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up log)
 
-import numpy as np  # noqa: E402
+import numpy as np
+
+from chapters.ch5_ddpm import SHAPE, build_diffusion
+from common import figures
+from common.atomic import save_model
+from common.cli import (
+    check_class_index,
+    make_parser,
+    non_negative_float,
+    non_negative_int,
+    parse,
+    plural,
+    run,
+)
+from common.diffusion.samplers import sample_ddim
+from common.diffusion.trainer import (
+    BATCH_SIZE,
+    add_diffusion_flags,
+    check_diffusion_flags,
+    train_diffusion,
+)
+from common.eval.classifier import FeatureClassifier
+from common.results import write_metrics
+from common.scaling import to_unit_range
+from common.summary import print_summary
+from common.training import prepare
 
 CHAPTER = "ch5_conditional_diffusion"
-# Default budget: 3 epochs of 60,000 images (25-35 min of training here, as the VM's speed
-# varies); at 2 epochs the label was not learnt well enough (accuracy 0.59 at w = 2)
+# Default budget: 3 epochs of 60,000 images; at 2 the label was learnt too weakly (see
+# docs/results.md).
 IMAGES = 180_000
 SIDE_SHARE = 0.3  # the scales other than --guidance are scored on 30% as many samples
-SHAPE = (28, 28, 1)
 SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
 BARS = {"mnist": 0.97, "fashion_mnist": 0.90}
 
@@ -59,8 +70,7 @@ def guided_samples(model, labels, guidance: float, seed: int,
                    steps: int = 50) -> np.ndarray:
     """DDIM samples (50 steps unless told) of the requested classes at guidance scale w, in
     [0, 1]. Guidance extrapolates past the conditional prediction, so the predicted x_0 is
-    clipped to [-1, 1] at every step (unclipped, measured at w = 2 on 300 samples from the same
-    noise: accuracy 0.557 against 0.587 clipped, FID 14.7 against 15.7)."""
+    clipped to [-1, 1] at every step (higher accuracy and lower FID; see docs/results.md)."""
     labels = np.asarray(labels, np.int32)
     return to_unit_range(sample_ddim(model.ema_network, model.schedule, (len(labels), *SHAPE),
                                      labels=labels, guidance=guidance, sampling_steps=steps,
@@ -69,7 +79,7 @@ def guided_samples(model, labels, guidance: float, seed: int,
 
 def main(argv=None) -> int:
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None,
-                         batch_size=BATCH_SIZE)
+                         batch_size=BATCH_SIZE, learning_rate=1e-3)
     add_diffusion_flags(parser)
     parser.add_argument("--guidance", type=non_negative_float, default=2.0,
                         help="guidance scale w of the class grid and the bar (default 2)")
@@ -77,18 +87,20 @@ def main(argv=None) -> int:
                         help="the class drawn at every guidance scale (default 0)")
     args = parse(parser, argv)
     check_diffusion_flags(parser, args)
-    shown = build_diffusion(args.channels, 10, name="cfg", attention=args.attention)
-    shown.network.summary(line_length=110)
     if args.summary:
+        print_summary(build_diffusion(args.channels, 10, name="cfg",
+                                      attention=args.attention).network)
         return 0
 
-    data, start = prepare(args, images=IMAGES)
-    k = data.num_classes
+    run_info = prepare(args, images=IMAGES)
+    data, epochs, k = run_info.data, run_info.epochs, run_info.data.num_classes
     check_class_index(parser, "--show-class", args.show_class, k)
     model = build_diffusion(args.channels, k, seed=args.seed, name="cfg_diffusion",
                             attention=args.attention)
-    print(f"\n== training for {args.epochs} epochs (labels dropped 10% of the time) ==")
-    run_ = train_diffusion(model, data, args)
+    print_summary(model.network)
+    print(f"\n== training for {plural(epochs, 'epoch')} (labels dropped 10% of the time) ==")
+    run_ = train_diffusion(model, data, epochs=epochs, batch_size=args.batch_size,
+                           learning_rate=args.learning_rate, seed=args.seed, out=args.out)
 
     judge = FeatureClassifier.for_dataset(data, args.out.parent, seed=args.seed)
     per_class = max(1, (min(args.fid_samples, 100) if args.quick else args.fid_samples) // k)
@@ -123,16 +135,15 @@ def main(argv=None) -> int:
                    f"(w = {', '.join(f'{w:g}' for w in SCALES)})",
                    title="Guidance: recognisability against the scale", ylabel="accuracy")
     save_model(model.ema_network, args.out / "unet_ema.keras")
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
-                  wall_seconds=time.perf_counter() - start, models={"cfg_diffusion": {
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
+                  wall_seconds=run_info.elapsed(), models={"cfg_diffusion": {
                       "guidance": args.guidance, "conditional_accuracy": accuracy,
                       "classifier_fid": scores[args.guidance]["classifier_fid"],
                       "conditional_accuracy_bar": bar,
                       "samples": scores[args.guidance]["samples"],
                       "by_guidance": {f"{w:g}": v for w, v in scores.items()},
                       "params": model.network.count_params(),
-                      **run_.speed(),
-                      "train_seconds": round(run_.wall_seconds, 1)}})
+                      **run_.speed()}})
     print(f"\nFigures, the EMA U-Net and metrics.json are in {args.out}/ "
           "(start with class_grid.png)")
     return 0

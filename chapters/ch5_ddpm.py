@@ -3,13 +3,23 @@
 Generation as the reverse of destruction. The forward process adds a little Gaussian noise
 T = 1000 times until nothing of the image is left (see noising_strip.png); a U-Net learns to
 predict the noise in x_t given t, trained with a plain MSE on random steps of random images
-(common.diffusion). Sampling starts from pure noise and removes the predicted noise step by
+(common.diffusion.trainer). Sampling starts from pure noise and removes the predicted noise step by
 step: 1000 network passes per image with the ancestral sampler, or 50 with DDIM (Song et al.
 2021), which skips steps deterministically. The weights used for sampling are an exponential
-moving average of the trained ones (decay 0.999 after a warm-up, common.diffusion), as in the
-paper, which smooths out the last steps' noise in the parameters.
+moving average of the trained ones (decay 0.999 after a warm-up), as in the paper, which
+smooths out the last steps' noise in the parameters.
 
-Measured: classifier FID of DDIM-50 samples against the test set (common.classifier), the time
+The noise predictor is a small time-conditioned U-Net (the DDPM paper's architecture, appendix
+B, scaled down for a CPU), built below:
+- residual blocks (He et al. 2016) of GroupNorm -> swish -> 3x3 conv, twice, with the step's
+  embedding added in between, so every block knows how noisy its input is;
+- the step t enters as a sinusoidal embedding (Vaswani et al. 2017) passed through a two-layer
+  MLP; a label, when there is one, adds a learned class vector to it (index `num_classes` is
+  the "null" class of classifier-free guidance, chapters/ch5_conditional_diffusion.py);
+- two resolutions (28 and 14) and a middle at 7x7 with optional self-attention; skips
+  concatenate each encoder level to the decoder level of the same size.
+
+Measured: classifier FID of DDIM-50 samples against the test set (common.eval.classifier), the time
 to draw 64 images with DDPM-1000 and with DDIM-50 and the FID of each, and training throughput.
 64 images are too few for a fair FID; chapters/ch5_samplers.py compares the samplers on 1,000
 images from the same noise, at several DDIM step counts, using the U-Net this script saves.
@@ -26,29 +36,121 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
-from common import figures  # noqa: E402
-from common.atomic import save_model  # noqa: E402
-from common.classifier import FeatureClassifier  # noqa: E402
-from common.cli import make_parser, parse, run  # noqa: E402
-from common.diffusion import Schedule, sample_ddim, sample_ddpm  # noqa: E402
-from common.diffusion_training import (BATCH_SIZE, add_diffusion_flags,  # noqa: E402
-                                       build_diffusion, check_diffusion_flags,
-                                       train_diffusion)
-from common.results import write_metrics  # noqa: E402
-from common.scaling import to_tanh_range, to_unit_range  # noqa: E402
-from common.training import prepare  # noqa: E402
+import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up log)
 
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
+from keras import layers
+
+from common import figures
+from common.atomic import save_model
+from common.cli import make_parser, parse, plural, run
+from common.diffusion.samplers import sample_ddim, sample_ddpm
+from common.diffusion.schedule import Schedule, TimestepEmbedding
+from common.diffusion.trainer import (
+    BATCH_SIZE,
+    DiffusionModel,
+    add_diffusion_flags,
+    check_diffusion_flags,
+    train_diffusion,
+)
+from common.eval.classifier import FeatureClassifier
+from common.results import write_metrics
+from common.scaling import to_tanh_range, to_unit_range
+from common.summary import print_summary
+from common.training import prepare
 
 CHAPTER = "ch5_ddpm"
-# Default budget: 5 epochs of 60,000 images (25 min of training on a fast day here, 40-60 min on
-# slower ones). Sample quality kept improving fast with training: on Fashion-MNIST, classifier
-# FID 23.4 after 2 epochs, 12.0 after 4 and 7.4 after 5 (the DCGAN's: 11.8).
+# Default budget: 5 epochs of 60,000 images; FID was still falling fast up to 5 epochs and
+# flattened after (see docs/results.md).
 IMAGES = 300_000
 SHAPE = (28, 28, 1)
 STRIP_STEPS = (0, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000)
+GROUPS = 8
+# The label vectors start unit-normal, as large as the step's embedding, rather than Keras's
+# default uniform(-0.05, 0.05), which drowned the label and made it slow to learn.
+LABEL_STDDEV = 1.0
 
+
+# ---------------------------------------------------------------------------------------------
+# The noise predictor eps_theta(x_t, t [, label]).
+
+def residual_block(x, embedding, channels: int, name: str):
+    """GroupNorm -> swish -> conv, + the step's embedding, GroupNorm -> swish -> conv, + x."""
+    h = layers.Activation("swish", name=f"{name}_act1")(
+        layers.GroupNormalization(GROUPS, name=f"{name}_norm1")(x))
+    h = layers.Conv2D(channels, 3, padding="same", name=f"{name}_conv1")(h)
+    step = layers.Dense(channels, name=f"{name}_time")(embedding)
+    h = layers.Add(name=f"{name}_add_time")([h, layers.Reshape((1, 1, channels),
+                                                              name=f"{name}_time_map")(step)])
+    h = layers.Activation("swish", name=f"{name}_act2")(
+        layers.GroupNormalization(GROUPS, name=f"{name}_norm2")(h))
+    h = layers.Conv2D(channels, 3, padding="same", name=f"{name}_conv2")(h)
+    if x.shape[-1] != channels:
+        x = layers.Conv2D(channels, 1, name=f"{name}_shortcut")(x)
+    return layers.Add(name=f"{name}_out")([x, h])
+
+
+def attention_block(x, name: str):
+    """Self-attention over the positions of a feature map (DDPM uses it at 16x16)."""
+    height, width, channels = x.shape[1:]
+    h = layers.GroupNormalization(GROUPS, name=f"{name}_norm")(x)
+    h = layers.Reshape((height * width, channels), name=f"{name}_flat")(h)
+    h = layers.MultiHeadAttention(num_heads=1, key_dim=channels, name=f"{name}_mha")(h, h)
+    h = layers.Reshape((height, width, channels), name=f"{name}_map")(h)
+    return layers.Add(name=f"{name}_out")([x, h])
+
+
+def build_unet(channels: int = 32, num_classes: int = 0, attention: bool = True,
+               name: str = "unet") -> keras.Model:
+    """[x_t (28, 28, 1), t (int)] (+ label (int)) -> predicted noise (28, 28, 1)."""
+    x_in = keras.Input(SHAPE, name="x_t")
+    t_in = keras.Input((), dtype="int32", name="t")
+    inputs = [x_in, t_in]
+    width = 4 * channels
+    emb = TimestepEmbedding(channels, name="t_sinusoidal")(t_in)
+    emb = layers.Dense(width, activation="swish", name="t_mlp_1")(emb)
+    emb = layers.Dense(width, name="t_mlp_2")(emb)
+    if num_classes:
+        label = keras.Input((), dtype="int32", name="label")
+        inputs.append(label)
+        class_vector = layers.Embedding(num_classes + 1, width, name="label_embedding",
+                                        embeddings_initializer=keras.initializers.RandomNormal(
+                                            stddev=LABEL_STDDEV))(label)
+        emb = layers.Add(name="t_plus_label")([emb, class_vector])
+
+    h = layers.Conv2D(channels, 3, padding="same", name="stem")(x_in)
+    skip28 = residual_block(h, emb, channels, "down28")
+    h = layers.Conv2D(channels, 3, strides=2, padding="same", name="to14")(skip28)
+    skip14 = residual_block(h, emb, 2 * channels, "down14")
+    h = layers.Conv2D(2 * channels, 3, strides=2, padding="same", name="to7")(skip14)
+    h = residual_block(h, emb, 2 * channels, "mid1")
+    if attention:
+        h = attention_block(h, "mid_attention")
+    h = residual_block(h, emb, 2 * channels, "mid2")
+    h = layers.UpSampling2D(2, name="up14")(h)
+    h = residual_block(layers.Concatenate(name="skip14")([h, skip14]), emb, 2 * channels,
+                       "up14_block")
+    h = layers.UpSampling2D(2, name="up28")(h)
+    h = residual_block(layers.Concatenate(name="skip28")([h, skip28]), emb, channels,
+                       "up28_block")
+    h = layers.Activation("swish", name="out_act")(layers.GroupNormalization(GROUPS,
+                                                                             name="out_norm")(h))
+    out = layers.Conv2D(1, 3, padding="same", name="noise")(h)
+    return keras.Model(inputs, out, name=name)
+
+
+def build_diffusion(channels: int = 32, num_classes: int = 0, seed: int | None = None,
+                    name: str = "ddpm", attention: bool = False) -> DiffusionModel:
+    """The U-Net noise predictor, its EMA twin, and the training wrapper
+    (common.diffusion.trainer)."""
+    return DiffusionModel(build_unet(channels, num_classes, attention),
+                          build_unet(channels, num_classes, attention, name="unet_ema"),
+                          num_classes=num_classes, seed=seed, name=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# The main job.
 
 def noising_strip(x0: np.ndarray, schedule: Schedule, seed: int) -> np.ndarray:
     """One image at the steps of STRIP_STEPS, noised in closed form with one eps."""
@@ -60,18 +162,21 @@ def noising_strip(x0: np.ndarray, schedule: Schedule, seed: int) -> np.ndarray:
 
 def main(argv=None) -> int:
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None,
-                         batch_size=BATCH_SIZE)
+                         batch_size=BATCH_SIZE, learning_rate=1e-3)
     add_diffusion_flags(parser)
     args = parse(parser, argv)
     check_diffusion_flags(parser, args)
     model = build_diffusion(args.channels, seed=args.seed, attention=args.attention)
-    model.network.summary(line_length=110)
     if args.summary:
+        print_summary(model.network)
         return 0
 
-    data, start = prepare(args, images=IMAGES)
-    print(f"\n== training the noise predictor for {args.epochs} epochs ==")
-    run_ = train_diffusion(model, data, args)
+    run_info = prepare(args, images=IMAGES)
+    data, epochs = run_info.data, run_info.epochs
+    print_summary(model.network)
+    print(f"\n== training the noise predictor for {plural(epochs, 'epoch')} ==")
+    run_ = train_diffusion(model, data, epochs=epochs, batch_size=args.batch_size,
+                           learning_rate=args.learning_rate, seed=args.seed, out=args.out)
     figures.image_grid(noising_strip(to_tanh_range(data.x_test[0]), model.schedule, args.seed),
                        args.out / "noising_strip.png", ncols=len(STRIP_STEPS),
                        titles=[f"t={t}" for t in STRIP_STEPS],
@@ -98,12 +203,11 @@ def main(argv=None) -> int:
                    title="DDPM training loss", ylabel="MSE")
     save_model(model.ema_network, args.out / "unet_ema.keras")
     save_model(model.network, args.out / "unet.keras")  # the last trained weights, to compare
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
-                  wall_seconds=time.perf_counter() - start, models={"ddpm": {
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
+                  wall_seconds=run_info.elapsed(), models={"ddpm": {
                       "classifier_fid": round(fid, 3), "fid_samples": n_fid, **timing,
                       "params": model.network.count_params(), "channels": args.channels,
-                      **run_.speed(),
-                      "train_seconds": round(run_.wall_seconds, 1)}})
+                      **run_.speed()}})
     print(f"\nFigures, the U-Nets (EMA and last) and metrics.json are in {args.out}/ "
           "(start with reverse_process.png); next, python chapters/ch5_samplers.py "
           f"--run {args.out} compares the samplers")

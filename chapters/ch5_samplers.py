@@ -28,27 +28,40 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `common` importable
+if __package__ in (None, ""):  # run as a script: make `common` and `chapters` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import common.quiet_tensorflow  # noqa: E402,F401  (first: hides TF's native start-up log)
-from common import figures  # noqa: E402
-from common.classifier import FeatureClassifier  # noqa: E402
-from common.cli import (OUTPUT_ROOT, make_parser, non_negative_float, parse,  # noqa: E402
-                        positive_int, run, writable_dir_problem)
-from common.data import check_name, load  # noqa: E402
-from common.diffusion import Schedule, sample_ddim, sample_ddpm  # noqa: E402
-from common.errors import UserError  # noqa: E402
-from common.results import write_metrics  # noqa: E402
-from common.scaling import to_unit_range  # noqa: E402
-from common.training import seed_everything  # noqa: E402
+import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up log)
 
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
+
+from chapters.ch5_ddpm import build_unet
+from common import figures
+from common.cli import (
+    OUTPUT_ROOT,
+    make_parser,
+    non_negative_float,
+    parse,
+    positive_int,
+    run,
+    writable_dir_problem,
+)
+from common.data import check_name
+from common.diffusion.samplers import sample_ddim, sample_ddpm
+from common.diffusion.schedule import Schedule
+from common.errors import UserError
+from common.eval.classifier import FeatureClassifier
+from common.results import write_metrics
+from common.scaling import to_unit_range
+from common.summary import print_summary
+from common.training import prepare
 
 CHAPTER = "ch5_samplers"
 STEPS = (10, 20, 50, 100, 200)
 BATCH = 500  # images per sampler call: the noise of batch i comes from seed + i
 SHOWN = 10  # starting noises in same_noise.png
+QUICK_SAMPLES = 2 * SHOWN
 
 
 def step_counts(text: str) -> tuple[int, ...]:
@@ -66,7 +79,10 @@ def step_counts(text: str) -> tuple[int, ...]:
 
 def main(argv=None) -> int:
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=None,
-                         dataset=None, trains=False)
+                         dataset=None, trains=False,
+                         quick_help=f"smoke test: {QUICK_SAMPLES} images per sampler, the two "
+                                    "smallest --steps and DDPM-1000, scored against 512 test "
+                                    "images")
     parser.add_argument("--run", type=Path, default=OUTPUT_ROOT / "ch5_ddpm",
                         help="the ch5_ddpm output folder whose unet_ema.keras is sampled "
                              "(default outputs/ch5_ddpm)")
@@ -74,8 +90,8 @@ def main(argv=None) -> int:
                         help="the test set to score against (default: the one the run was "
                              "trained on, from its metrics.json)")
     parser.add_argument("--samples", type=positive_int, default=1000,
-                        help="images per sampler (default 1000; DDPM-1000 draws them in "
-                             "about 25 min on 2 cores)")
+                        help="images per sampler (default 1000; DDPM-1000 takes minutes per "
+                             "hundred on a CPU)")
     parser.add_argument("--steps", type=step_counts, default=STEPS,
                         help=f"DDIM step counts (default {','.join(map(str, STEPS))})")
     parser.add_argument("--eta", type=non_negative_float, default=0.0,
@@ -84,21 +100,18 @@ def main(argv=None) -> int:
     args = parse(parser, argv)
     if args.samples < 2:
         parser.error("--samples must be at least 2: an FID compares covariances")
-    start = time.perf_counter()
-    network = load_network(args.run)
     if args.summary:
-        network.summary(line_length=110)
-        return 0
+        return print_network(args.run)
+    started = time.perf_counter()
+    network = load_network(args.run)
     name = args.dataset or trained_on(args.run)
     try:
         check_name(name)
     except UserError as err:
         parser.error(f"--dataset: {err}")
     if args.quick:
-        args.samples, args.steps = min(args.samples, 2 * SHOWN), args.steps[:2]
-    seed_everything(args.seed)
-    data = load(name, limit=args.limit)
-    print(data.describe())
+        args.samples, args.steps = min(args.samples, QUICK_SAMPLES), args.steps[:2]
+    data = prepare(args, images=0, dataset=name).data
     shape = tuple(network.input_shape[0][1:])
     if shape != data.image_shape:
         raise UserError(f"{args.run} was trained on {shape} images but {name} has "
@@ -122,7 +135,7 @@ def main(argv=None) -> int:
                        row_labels=[k.replace("_", "-").upper() for k in results],
                        suptitle="The same starting noise through each sampler")
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
-                  wall_seconds=time.perf_counter() - start, models=results,
+                  wall_seconds=time.perf_counter() - started, models=results,
                   extra={"run": str(args.run), "eta": args.eta})
     print(f"\nFigures and metrics.json are in {args.out}/ (start with fid_vs_steps.png)")
     return 0
@@ -160,10 +173,20 @@ def compare(network, judge, data, args):
     return results, shown
 
 
+def print_network(run_dir: Path) -> int:
+    """--summary: the trained U-Net of the run, or (with none trained yet) a fresh one of
+    ch5_ddpm's default shape."""
+    if (run_dir / "unet_ema.keras").exists():
+        print_summary(load_network(run_dir))
+    else:
+        print(f"{run_dir / 'unet_ema.keras'} does not exist yet; the U-Net that "
+              "chapters/ch5_ddpm.py builds by default, untrained:")
+        print_summary(build_unet(attention=False, name="unet_ema"))
+    return 0
+
+
 def load_network(run_dir: Path):
     """The EMA U-Net that ch5_ddpm saved, with a clear error when there is none."""
-    import keras  # common.diffusion, imported above, registers the U-Net's custom layers
-
     path = run_dir / "unet_ema.keras"
     if not path.exists():
         raise UserError(f"{path}: no trained U-Net; run python chapters/ch5_ddpm.py "

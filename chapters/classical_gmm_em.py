@@ -2,7 +2,7 @@
 
 A Gaussian mixture is the simplest generative model with a hidden cause: first pick a
 component k (the latent variable), then draw x from that component's Gaussian. Fitting it is
-hard only because k is unseen; EM (common.gmm) alternates guessing k softly (E-step) and
+hard only because k is unseen; EM (common.classical.gmm) alternates guessing k softly (E-step) and
 refitting each Gaussian to its share of the points (M-step), and the log-likelihood never goes
 down. The VAE generalises exactly this: a latent variable, a decoder, and a bound on the
 likelihood maximised instead of the likelihood itself.
@@ -28,15 +28,16 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-from scipy.optimize import linear_sum_assignment  # noqa: E402
+import numpy as np
+from scipy.optimize import linear_sum_assignment
 
-from common import figures  # noqa: E402
-from common.cli import make_parser, non_negative_float, parse, positive_int, run  # noqa: E402
-from common.errors import UserError  # noqa: E402
-from common.gaussians import mvn_log_pdf  # noqa: E402
-from common.gmm import GaussianMixture, fit_em, initial_mixture  # noqa: E402
-from common.results import write_metrics  # noqa: E402
+from common import figures
+from common.classical.gaussians import mvn_log_pdf
+from common.classical.gmm import GaussianMixture, fit_em, initial_mixture
+from common.cli import make_parser, non_negative_float, parse, positive_int, run
+from common.errors import UserError
+from common.figures import plt  # pyplot, after figures chose the headless backend
+from common.results import write_metrics
 
 CHAPTER = "classical_gmm_em"
 DEFAULT_LATENTS = Path("outputs/ch2_vae/latents.npz")
@@ -181,7 +182,7 @@ def _bridge(args, latents, rng, max_iter: int) -> dict:
     report = {"latents": str(path), "codes": len(z), "components": args.latent_components,
               "iterations": em.iterations, "gmm_mean_log_likelihood": round(gmm_ll, 4),
               "prior_mean_log_likelihood": round(prior_ll, 4)}
-    model_path = path.parent / "vae.keras"
+    model_path = path.parent / "vae_decoder.keras"
     if model_path.is_file():
         codes, _ = em.mixture.sample(40, rng)
         images = _decode(model_path, codes.astype("float32"))
@@ -192,20 +193,20 @@ def _bridge(args, latents, rng, max_iter: int) -> dict:
 
 
 def _decode(model_path: Path, codes: np.ndarray) -> np.ndarray:
-    """Decode codes with chapter 2's saved VAE (loads Keras only for this step)."""
+    """Decode codes with chapter 2's saved VAE decoder (plain Keras layers). TensorFlow is
+    imported here, for this step only: the rest of the chapter is NumPy."""
     import common.quiet_tensorflow  # noqa: F401
+
     import keras
 
-    import chapters.ch2_vae  # noqa: F401  (registers the VAE's custom objects)
     try:
-        vae = keras.saving.load_model(model_path, safe_mode=True)
+        decoder = keras.saving.load_model(model_path, safe_mode=True)
     except (OSError, ValueError) as err:
         raise UserError(f"{model_path}: cannot load it ({str(err).splitlines()[0]})") from None
-    return vae.get_layer("vae_decoder").predict(codes, verbose=0)
+    return decoder.predict(codes, verbose=0)
 
 
 def _plot_toy(samples, components, path) -> None:
-    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 5))
     ax.scatter(samples[:, 0], samples[:, 1], c=components, cmap="tab10", s=3, alpha=0.5,
                vmin=0, vmax=9)
@@ -220,7 +221,6 @@ def _plot_toy(samples, components, path) -> None:
 
 
 def _plot_em_iterations(x, species, names, em, path) -> None:
-    import matplotlib.pyplot as plt
     steps = sorted({0, 1, 2, 5, 10, len(em.snapshots) - 1} & set(range(len(em.snapshots))))
     fig, axes = plt.subplots(1, len(steps), figsize=(3.3 * len(steps), 3.4), squeeze=False)
     for ax, step in zip(axes[0], steps):
@@ -237,7 +237,6 @@ def _plot_em_iterations(x, species, names, em, path) -> None:
 
 
 def _plot_latent_gmm(z, labels, mixture, path) -> None:
-    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 5.5))
     ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="tab10", s=2, alpha=0.4, vmin=0, vmax=9)
     for mean, cov in zip(mixture.means, mixture.covariances):

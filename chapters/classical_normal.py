@@ -4,8 +4,8 @@ Before any neural network, a generative model can be one formula fitted to data:
 1. The normal pdf, and why it is everywhere: sums of many small independent effects tend to
    it (central limit theorem), shown with sums of uniform draws.
 2. Maximum likelihood: the mean and standard deviation that make a heights sample most
-   probable, in closed form (common.gaussians). The fitted model then *generates* new heights
-   and answers questions through its CDF (how many people are taller than 190 cm?).
+   probable, in closed form (common.classical.gaussians). The fitted model then *generates*
+   new heights and answers questions through its CDF (how many people are taller than 190 cm?).
 3. The same in two dimensions: a multivariate normal over (height, weight), its pdf written
    out, the closed-form mean vector and covariance, drawn as a 3-D surface and as contours.
 
@@ -26,14 +26,15 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-from scipy.stats import norm  # noqa: E402
+import numpy as np
+from scipy.stats import norm
 
-from common import figures  # noqa: E402
-from common.cli import make_parser, parse, run  # noqa: E402
-from common.errors import UserError  # noqa: E402
-from common.gaussians import mvn_mle, mvn_pdf, normal_mle, normal_pdf  # noqa: E402
-from common.results import write_metrics  # noqa: E402
+from common import figures
+from common.classical.gaussians import mvn_mle, mvn_pdf, normal_mle, normal_pdf
+from common.cli import make_parser, parse, run
+from common.errors import UserError
+from common.figures import plt  # pyplot, after figures chose the headless backend
+from common.results import write_metrics
 
 CHAPTER = "classical_normal"
 # The synthetic samples (not real measurements; chosen to resemble adult heights and weights).
@@ -139,7 +140,6 @@ def _sample(path, columns, synthesise, rng, params) -> tuple[np.ndarray, dict]:
 
 
 def _plot_pdfs(path) -> None:
-    import matplotlib.pyplot as plt
     x = np.linspace(-6, 6, 400)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for mu, sigma in ((0, 1), (0, 2), (2, 0.5)):
@@ -151,7 +151,6 @@ def _plot_pdfs(path) -> None:
 
 def _plot_central_limit(rng, path, draws: int) -> dict:
     """Standardised sums of n Uniform(0, 1) draws approach N(0, 1) as n grows."""
-    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 4, figsize=(13, 3), sharey=True)
     x = np.linspace(-4, 4, 200)
     gaps = {}
@@ -171,7 +170,6 @@ def _plot_central_limit(rng, path, draws: int) -> dict:
 
 
 def _plot_heights(heights, generated, mu, sigma, path) -> None:
-    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     bins = np.linspace(heights.min() - 5, heights.max() + 5, 40)
     ax.hist(heights, bins=bins, density=True, alpha=0.5, label="sample")
@@ -188,7 +186,6 @@ def _plot_heights(heights, generated, mu, sigma, path) -> None:
 
 
 def _plot_bivariate(pairs, mean, cov, out) -> None:
-    import matplotlib.pyplot as plt
     lo, hi = pairs.min(axis=0), pairs.max(axis=0)
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 80), np.linspace(lo[1], hi[1], 80))
     density = mvn_pdf(np.column_stack([gx.ravel(), gy.ravel()]), mean, cov).reshape(gx.shape)

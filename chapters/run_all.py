@@ -32,10 +32,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `common` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.atomic import write_text  # noqa: E402
-from common.cli import OUTPUT_ROOT, OneLineParser, run, writable_dir_problem  # noqa: E402
-from common.data import check_name  # noqa: E402
-from common.errors import UserError  # noqa: E402
+from PIL import Image
+
+from common.atomic import atomic_path, write_text
+from common.cli import OUTPUT_ROOT, OneLineParser, run, writable_dir_problem
+from common.data import check_name
+from common.errors import UserError
 
 HERE = Path(__file__).resolve().parent
 
@@ -61,6 +63,12 @@ CHAPTERS = [
     ("ch5_conditional_diffusion", "class_grid.png", True),
 ]
 NAMES = [c[0] for c in CHAPTERS]
+DOCS = HERE.parent / "docs"
+TABLE_START = "<!-- run_all: the table below"
+TABLE_END = "<!-- run_all: end of table -->"
+# README's pictures, copied from real runs by --docs
+DOC_IMAGES = [("ch2_vae", "latent_scatter.png"), ("ch2_vae", "vae_latent_grid.png"),
+              ("ch4_dcgan", "samples.png"), ("ch5_ddpm", "reverse_process.png")]
 
 # The numbers shown per model, in this order, when a model reports them (at most four).
 HEADLINES = [
@@ -133,6 +141,67 @@ def share_of_peak(numbers: dict, peak: float | None) -> str:
     return f"{achieved:.0f} ({achieved / peak:.0%})" if peak else f"{achieved:.0f}"
 
 
+TABLE_HEAD = ["| chapter | data | model | metrics (test set) | wall time | train img/s | "
+              "GFLOP/s (of peak) | peak | quick | date |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+
+
+def table_rows(script: str, r: dict, peak: float | None = None) -> list[str]:
+    """The results-table rows of one chapter's metrics.json, one per model."""
+    rows, first, own = [], True, r.get("matmul_peak_gflop_per_s")
+    for model, numbers in r.get("models", {}).items():
+        numbers = numbers if isinstance(numbers, dict) else {}
+        speed = numbers.get("train_images_per_s")
+        cells = [f"`{script}`" if first else "", data_used(r) if first else "", model,
+                 headline(numbers),
+                 f"{r.get('wall_time_s', 0) / 60:.1f} min" if first else "",
+                 f"{speed:,}" if speed else "", share_of_peak(numbers, own or peak),
+                 f"{own:.0f}" if own and first else "",
+                 "yes" if r.get("quick") else "",
+                 r.get("date", "") if first else ""]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        first = False
+    return rows
+
+
+def merge_docs_table(text: str, records: list[tuple[str, dict]], peak: float | None) -> str:
+    """docs/results.md with the table rows of the chapters in `records` replaced (or added,
+    in chapter order) and every other chapter's rows kept."""
+    start = text.index(TABLE_START)
+    end = text.index(TABLE_END)
+    old = [line for line in text[start:end].splitlines() if line.startswith("| ")]
+    groups: dict[str, list[str]] = {}
+    for line in old[1:]:  # the first is the header
+        first_cell = line.split("|")[1].strip().strip("`")
+        if first_cell:
+            key = first_cell
+        groups.setdefault(key, []).append(line)
+    for script, record in records:
+        if not record.get("quick"):  # a smoke test does not replace a real run's numbers
+            groups[script] = table_rows(script, record, peak)
+    rows = [line for name in NAMES for line in groups.get(name, [])]
+    marker_line_end = text.index("\n", text.index("-->", start)) + 1
+    head = text[start:marker_line_end]
+    return text[:start] + head + "\n".join([*TABLE_HEAD, *rows]) + "\n" + text[end:]
+
+
+def update_docs(records: list[tuple[str, dict]], root: Path, peak: float | None,
+                docs: Path = DOCS) -> None:
+    """Rewrite docs/results.md's table from the runs under `root`, and copy README's
+    figures, shrunk, into docs/images/."""
+    path = docs / "results.md"
+    write_text(path, merge_docs_table(path.read_text(), records, peak))
+    for script, name in DOC_IMAGES:
+        source = root / script / name
+        if source.exists():
+            image = Image.open(source).convert("RGB")
+            image.thumbnail((520, 520))
+            target = docs / "images" / f"{script}_{name}"
+            with atomic_path(target) as tmp:
+                image.save(tmp, format="PNG", optimize=True)
+    print(f"updated {path} and the images in {docs / 'images'}")
+
+
 def results_markdown(records: list[tuple[str, dict]], peak: float | None = None) -> str:
     fallback = (f"`run_all.py --bench`'s latest, {peak:.0f} GFLOP/s, for runs that did not "
                 f"record one" if peak else "none for runs that did not record one")
@@ -142,23 +211,9 @@ def results_markdown(records: list[tuple[str, dict]], peak: float | None = None)
              "first; GFLOP/s is images/s x the model's training FLOPs per image, with its share "
              "of this machine's float32 matmul peak measured at the start of the same run_all "
              f"call (the peak column; {fallback}).", "",
-             "| chapter | data | model | metrics (test set) | wall time | train img/s | "
-             "GFLOP/s (of peak) | peak | quick | date |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             *TABLE_HEAD]
     for script, r in records:
-        first, own = True, r.get("matmul_peak_gflop_per_s")
-        for model, numbers in r.get("models", {}).items():
-            numbers = numbers if isinstance(numbers, dict) else {}
-            speed = numbers.get("train_images_per_s")
-            cells = [f"`{script}`" if first else "", data_used(r) if first else "", model,
-                     headline(numbers),
-                     f"{r.get('wall_time_s', 0) / 60:.1f} min" if first else "",
-                     f"{speed:,}" if speed else "", share_of_peak(numbers, own or peak),
-                     f"{own:.0f}" if own and first else "",
-                     "yes" if r.get("quick") else "",
-                     r.get("date", "") if first else ""]
-            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-            first = False
+        lines += table_rows(script, r, peak)
     machines = {json.dumps(r.get("machine", {}), sort_keys=True) for _, r in records}
     versions = {json.dumps(r.get("versions", {}), sort_keys=True) for _, r in records}
     lines += ["", f"Machines: {', '.join(sorted(machines))}",
@@ -209,8 +264,10 @@ def run_chapter(script: str, takes_dataset: bool, args, root: Path) -> tuple[int
 
 
 def bench(root: Path) -> float:
-    """Measure the matmul peak now and keep it in `<root>/bench.json`."""
+    """Measure the matmul peak now and keep it in `<root>/bench.json`. TensorFlow is
+    imported here only: run_all itself runs the chapters as separate processes."""
     import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up log)
+
     from common.flops import matmul_peak_gflops
 
     peak = round(matmul_peak_gflops(), 1)
@@ -236,6 +293,17 @@ def previous_seconds(root: Path, script: str, quick: bool) -> float | None:
     return record.get("wall_time_s") if bool(record.get("quick")) == quick else None
 
 
+def seconds_left(estimates: list[float | None], taken: list[float]) -> float:
+    """Time the chapters after the len(taken) finished ones will need: each one's previous
+    run, scaled by how this run's chapters compared with their own previous runs (the machine
+    is faster or slower today), or without one, the mean time of this run's chapters."""
+    done = len(taken)
+    pairs = [(t, e) for t, e in zip(taken, estimates[:done]) if e]
+    pace = sum(t for t, _ in pairs) / sum(e for _, e in pairs) if pairs else 1.0
+    typical = sum(taken) / done if done else 0.0
+    return sum(pace * e if e else typical for e in estimates[done:])
+
+
 def main(argv=None) -> int:
     parser = OneLineParser(prog="run_all.py", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="run every chapter with --quick")
@@ -245,6 +313,9 @@ def main(argv=None) -> int:
     parser.add_argument("--collect", action="store_true",
                         help="run nothing; rebuild RESULTS.md and gallery.html from the runs "
                              "already under --out")
+    parser.add_argument("--docs", action="store_true",
+                        help="also rewrite docs/results.md's table from these runs (real runs "
+                             "only, other chapters' rows kept) and README's images")
     parser.add_argument("--bench", action="store_true",
                         help="only measure this machine's float32 matmul GFLOP/s (the peak "
                              "the results table compares training with)")
@@ -268,15 +339,15 @@ def main(argv=None) -> int:
         peak = bench(args.out)  # first, on an idle machine
         start = time.perf_counter()
         estimates = [previous_seconds(args.out, c[0], args.quick) for c in chosen]
+        taken: list[float] = []
         for i, (script, _, takes_dataset) in enumerate(chosen):
             code, seconds = run_chapter(script, takes_dataset, args, args.out)
+            taken.append(seconds)
             elapsed = time.perf_counter() - start
-            known = [e for e in estimates[i + 1:] if e]
-            typical = elapsed / (i + 1)
-            left = sum(known) + typical * (len(chosen) - i - 1 - len(known))
+            left = seconds_left(estimates, taken)
             status = "done" if code == 0 else f"FAILED (exit {code}, see its log.txt)"
             print(f"[{i + 1}/{len(chosen)}] {script}: {status} in {seconds / 60:.1f} min; "
-                  f"elapsed {elapsed / 60:.1f} min, about {left / 60:.0f} min left", flush=True)
+                  f"elapsed {elapsed / 60:.1f} min, about {left / 60:.1f} min left", flush=True)
             if code == 0:
                 stamp_peak(args.out, script, peak)
             else:
@@ -286,6 +357,8 @@ def main(argv=None) -> int:
     write_text(args.out / "gallery.html", gallery_html(records, args.out))
     print(f"{len(records)} chapters collected into {args.out / 'RESULTS.md'} and "
           f"{args.out / 'gallery.html'}")
+    if args.docs:
+        update_docs(records, args.out, saved_peak(args.out))
     if failed:
         raise UserError(f"{len(failed)} chapter(s) failed: {', '.join(failed)}")
     return 0

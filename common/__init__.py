@@ -1,4 +1,9 @@
-"""Shared toolkit for the chapter scripts: data, CLI, training, figures, results, metrics."""
+"""The machinery the chapters share (never a model of the course; those live in `chapters/`).
+
+The general toolkit sits at the top (data, pipeline, cli, training, summary, figures, results,
+atomic, flops, distribute); each family of machinery has a package: `vae`, `vq`, `gan`,
+`diffusion`, `eval` (the judging classifier) and `classical`.
+"""
 
 import os
 

@@ -14,8 +14,10 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path beside `path` (same suffix); rename it to `path` on success."""
+    """Yield a temporary path beside `path` (same suffix); rename it to `path` on success.
+    The folder is made if needed: an output folder appears with its first file."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     try:
         yield tmp

@@ -3,12 +3,15 @@
     --epochs --batch-size --dataset --seed --out --quick --summary
 
 A user mistake (a bad flag value, an unknown dataset, an unwritable --out, missing data, a NaN
-loss) ends in one `error: ...` line on stderr and exit status 2, never a traceback.
+loss) ends in one `<script>.py: error: ...` line on stderr and exit status 2, never a
+traceback, and leaves no empty output folder behind: --out is created when there is something
+to write.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +19,7 @@ from pathlib import Path
 from common.data import check_name
 from common.errors import UserError
 
+_NEW_OUTPUTS: list[Path] = []  # --out folders that did not exist when the flags were read
 QUICK_LIMIT = 512  # images per split in --quick runs: enough for a few real batches
 OUTPUT_ROOT = Path("outputs")
 
@@ -65,14 +69,17 @@ def positive_float(text: str) -> float:
 
 def make_parser(chapter: str, description: str, *, epochs: int | None,
                 batch_size: int | None, dataset: str | None = "auto",
-                epochs_help: str = "training epochs",
+                learning_rate: float | None = None,
+                learning_rate_help: str = "Adam's initial step size, cosine-decayed to 0",
+                epochs_help: str = "training epochs", quick_help: str | None = None,
                 trains: bool = True) -> argparse.ArgumentParser:
     """The shared parser; chapters add their own flags to what this returns.
 
     `epochs=None` means "decided by the data size" (see `epochs_for`). Chapters without
     mini-batches or image datasets (the classical chapter) pass `batch_size=None` or
     `dataset=None` and get no such flag, rather than one that does nothing; a script that
-    only evaluates a trained model passes `trains=False` and gets no --epochs."""
+    only evaluates a trained model passes `trains=False` and gets no --epochs. A chapter that
+    trains with one optimizer step size passes its default as `learning_rate`."""
     parser = OneLineParser(prog=f"{chapter}.py", description=description)
     parser.set_defaults(batch_size=None, dataset=None, epochs=None)
     if trains:
@@ -82,6 +89,9 @@ def make_parser(chapter: str, description: str, *, epochs: int | None,
     if batch_size is not None:
         parser.add_argument("--batch-size", type=positive_int, default=batch_size,
                             help=f"images per training step (default {batch_size})")
+    if learning_rate is not None:
+        parser.add_argument("--learning-rate", type=positive_float, default=learning_rate,
+                            help=f"{learning_rate_help} (default {learning_rate:g})")
     if dataset is not None:
         parser.add_argument("--dataset", default=dataset,
                             help="auto, mnist, fashion_mnist, mnist5k or tfds:NAME "
@@ -91,8 +101,8 @@ def make_parser(chapter: str, description: str, *, epochs: int | None,
     parser.add_argument("--out", type=Path, default=OUTPUT_ROOT / chapter,
                         help=f"output folder (default outputs/{chapter})")
     parser.add_argument("--quick", action="store_true",
-                        help=f"smoke test: {'1 epoch on ' if trains else ''}{QUICK_LIMIT} "
-                             "images per split")
+                        help=quick_help or f"smoke test: {'1 epoch on ' if trains else ''}"
+                                           f"{QUICK_LIMIT} images per split")
     parser.add_argument("--summary", action="store_true",
                         help="print every model.summary() of the chapter and exit")
     parser.trains = trains
@@ -100,22 +110,26 @@ def make_parser(chapter: str, description: str, *, epochs: int | None,
 
 
 def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
-    """Parse and validate; adds `args.limit` (None, or QUICK_LIMIT with --quick)."""
-    args = parser.parse_args(argv)
-    if args.dataset is not None:
+    """Parse and validate the flags into the run's settings: with --quick, one epoch on
+    QUICK_LIMIT images per split (`limit`, else None)."""
+    parsed = parser.parse_args(argv)
+    if parsed.dataset is not None:
         try:
-            check_name(args.dataset)
+            check_name(parsed.dataset)
         except UserError as err:
             parser.error(f"--dataset: {err}")
-    args.limit = None
-    if args.quick:
-        args.epochs, args.limit = (1 if parser.trains else None), QUICK_LIMIT
-        if args.batch_size is not None:
-            args.batch_size = min(args.batch_size, QUICK_LIMIT // 4)
+    settled = {"limit": None}
+    if parsed.quick:  # --quick overrides the sizes given with it
+        settled.update(epochs=1 if parser.trains else None, limit=QUICK_LIMIT)
+        if parsed.batch_size is not None:
+            settled["batch_size"] = min(parsed.batch_size, QUICK_LIMIT // 4)
+    args = argparse.Namespace(**{**vars(parsed), **settled})
     if not args.summary:
         problem = writable_dir_problem(args.out)
         if problem:
             parser.error(f"--out {args.out}: {problem}")
+        if not args.out.exists():
+            _NEW_OUTPUTS.append(args.out)
     return args
 
 
@@ -136,23 +150,51 @@ def epochs_for(args: argparse.Namespace, train_size: int, *, images: int,
     return max(1, min(at_most, round(images / max(1, train_size))))
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 epoch', '3 epochs'."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def writable_dir_problem(path: Path) -> str | None:
-    """Create `path` if needed and prove we can write there; return the problem or None."""
+    """Whether a folder could be made at `path` and written to: the problem, or None. Folders
+    made to find out are removed again."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    made = []
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        for folder in reversed([path, *path.parents]):
+            if not folder.exists():
+                folder.mkdir()
+                made.append(folder)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as err:
         return err.strerror or str(err)
+    finally:
+        for folder in reversed(made):
+            folder.rmdir()
     return None
 
 
-def run(main, argv=None) -> int:
-    """Call `main(argv)`; turn UserError and Ctrl-C into one line and an exit status."""
+def _remove_empty_outputs() -> None:
+    """After an error: remove output folders this run was to create and left empty."""
+    for out in _NEW_OUTPUTS:
+        if out.is_dir() and not any(p.is_file() for p in out.rglob("*")):
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def run(main, argv=None, prog: str | None = None) -> int:
+    """Call `main(argv)`; turn UserError and Ctrl-C into one line and an exit status. The line
+    names the script (`prog`, by default the one Python runs), as argparse's flag errors do."""
     try:
         return main(argv) or 0
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _remove_empty_outputs()
+        print(f"{prog or Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the last finished "

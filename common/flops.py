@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import tensorflow as tf
 from keras import layers
 
 BACKWARD_FACTOR = 3  # forward + backward ~ 3 forward passes
@@ -77,8 +78,6 @@ def training_flops_per_image(model) -> int:
 def matmul_peak_gflops(size: int = 2048, repeats: int = 7) -> float:
     """The machine's float32 matmul speed in GFLOP/s: the median of `repeats` timed
     size x size products after one warm-up (the ceiling a dense model's training can reach)."""
-    import tensorflow as tf
-
     a = tf.random.normal((size, size))
     b = tf.random.normal((size, size))
     tf.linalg.matmul(a, b).numpy()  # warm-up: thread pool and kernels

@@ -1,8 +1,7 @@
 """`tf.data` input pipelines: cache, shuffle, batch, prefetch.
 
-Measured on the project's 2-core CPU (../shared/notes/cpu-throughput.md): feeding Keras from a
-cached `tf.data.Dataset` keeps the cores on the model, and equal-sized batches
-(`drop_remainder=True`) avoid retracing the training step for a ragged last batch.
+Feeding Keras from a cached `tf.data.Dataset` keeps the cores on the model, and equal-sized
+batches (`drop_remainder=True`) avoid retracing the training step for a ragged last batch.
 """
 
 from __future__ import annotations

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import sys
 from pathlib import Path
+
+import numpy
+import scipy
 
 from common.atomic import write_json
 
 
 def versions() -> dict[str, str]:
     """Versions of what the run used (TensorFlow and Keras only if the chapter loaded them)."""
-    import numpy
-    import scipy
-
     found = {"python": platform.python_version(), "numpy": numpy.__version__,
              "scipy": scipy.__version__}
     if "keras" in sys.modules:
@@ -25,13 +26,15 @@ def versions() -> dict[str, str]:
 
 
 def write_metrics(out: Path, *, chapter: str, data, args, wall_seconds: float,
-                  models: dict[str, dict], extra: dict | None = None) -> Path:
+                  models: dict[str, dict], extra: dict | None = None,
+                  epochs: int | None = None) -> Path:
     """Write `out/metrics.json`. `data` is a common.data.Dataset (or a dict for synthetic
-    data); `models` maps each model's name to its measured numbers."""
+    data); `models` maps each model's name to its measured numbers; `epochs` is the count the
+    run settled (common.training.prepare), else `--epochs`."""
     record = {
         "chapter": chapter,
         "dataset": data.as_dict() if hasattr(data, "as_dict") else data,
-        "epochs": args.epochs,
+        "epochs": epochs if epochs is not None else getattr(args, "epochs", None),
         "batch_size": args.batch_size,
         "seed": args.seed,
         "quick": bool(args.quick),
@@ -46,6 +49,4 @@ def write_metrics(out: Path, *, chapter: str, data, args, wall_seconds: float,
 
 
 def _cpu_count() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

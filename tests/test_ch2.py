@@ -149,7 +149,7 @@ def test_a_diverging_run_ends_in_one_line_and_writes_nothing(tmp_path):
                         "--learning-rate", "1e12", "--out", tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("error: cnn_autoencoder: the loss became nan at epoch 1")
+    assert line.startswith("ch2_vae.py: error: cnn_autoencoder: the loss became nan at epoch 1")
     assert not (tmp_path / "metrics.json").exists() and not list(tmp_path.glob("*.png"))
 
 

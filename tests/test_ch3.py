@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from chapters import ch3_hierarchical_vae as hier
 from chapters import ch3_cvae, ch3_vae, ch3_vqvae
+from chapters import ch3_hierarchical_vae as hier
 from tests.conftest import run_script
 
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from common.class_prior import ClassPrior
 from common.errors import UserError
+from common.vae.class_prior import ClassPrior
 
 
 def two_classes(rng):

@@ -6,9 +6,14 @@ from scipy import optimize, stats
 
 from chapters import classical_gmm_em as gmm_chapter
 from chapters import classical_normal as normal_chapter
-from common.gaussians import (mvn_log_pdf, mvn_mle, normal_log_likelihood, normal_mle,
-                              normal_pdf)
-from common.gmm import GaussianMixture, e_step, fit_em, initial_mixture
+from common.classical.gaussians import (
+    mvn_log_pdf,
+    mvn_mle,
+    normal_log_likelihood,
+    normal_mle,
+    normal_pdf,
+)
+from common.classical.gmm import GaussianMixture, e_step, fit_em, initial_mixture
 from tests.conftest import run_script
 
 
@@ -102,7 +107,7 @@ def test_heights_csv_is_read_and_bad_csv_is_one_line(tmp_path):
     result = run_script("chapters/classical_normal.py", "--heights-csv", bad,
                         "--out", tmp_path / "o")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"error: {bad}: not numeric "
+    assert result.stderr.strip().splitlines() == [f"classical_normal.py: error: {bad}: not numeric "
                                                   "(could not convert string to float: 'tall')"]
 
 
@@ -141,10 +146,10 @@ def test_quick_gmm_chapter_without_a_saved_vae(tmp_path):
 
 
 def test_gmm_samples_are_decoded_by_a_saved_vae(tmp_path):
-    from chapters.ch2_vae import build_vae
+    from chapters.ch2_vae import build_decoder
     from common.atomic import save_model
     latents = write_latents(tmp_path)
-    save_model(build_vae(), tmp_path / "vae.keras")
+    save_model(build_decoder("vae_decoder"), tmp_path / "vae_decoder.keras")
     result = run_script("chapters/classical_gmm_em.py", "--quick", "--out", tmp_path / "o",
                         "--latents", latents)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -156,7 +161,8 @@ def test_missing_latents_file_is_one_line(tmp_path):
                         "--out", tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: --latents {tmp_path / 'nope.npz'}: no such file (run chapters/ch2_vae.py)"]
+        f"classical_gmm_em.py: error: --latents {tmp_path / 'nope.npz'}: no such file "
+        "(run chapters/ch2_vae.py)"]
 
 
 @pytest.mark.parametrize("content", [b"", b"junk", "npz-without-codes"])
@@ -171,5 +177,5 @@ def test_an_unreadable_latents_file_is_one_line_and_writes_nothing(tmp_path, con
                         "--out", out)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: not a")
+    assert len(lines) == 1 and lines[0].startswith(f"classical_gmm_em.py: error: {bad}: not a")
     assert not any(p.is_file() for p in out.rglob("*"))

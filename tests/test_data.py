@@ -111,7 +111,7 @@ def test_mnist_from_cache_file(tmp_path):
 
 
 def test_auto_falls_back_to_mnist5k_and_says_so(tmp_path, monkeypatch, capsys):
-    def no_mnist(cache_dir):
+    def no_mnist(cache_dir, may_download):
         raise DataError("MNIST is not cached and could not be downloaded")
 
     monkeypatch.setattr(data_module, "_load_mnist", no_mnist)

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common.diffusion import (DiffusionModel, Schedule, coefficients, guided_eps,
-                              sample_ddim, timestep_embedding)
-from common.unet import build_unet
+from chapters.ch5_ddpm import build_unet
+from common.diffusion.samplers import coefficients, guided_eps, sample_ddim
+from common.diffusion.schedule import Schedule, timestep_embedding
+from common.diffusion.trainer import DiffusionModel
 from tests.conftest import run_script
 
 

@@ -4,12 +4,12 @@ import keras
 import numpy as np
 from keras import layers
 
+from chapters.ch4_dcgan import build_discriminator, build_generator
 from common import flops
-from common.gan import GAN
-from common.gan_models import build_discriminator, build_generator
+from common.gan.training import GAN
 from common.pipeline import batches
-from common.pixelcnn import MaskedConv2D
 from common.training import fit
+from common.vq.masked_conv import MaskedConv2D
 
 
 def test_each_layer_kind_against_a_hand_count():

@@ -7,19 +7,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from chapters import ch4_cgan, ch4_dcgan, ch4_pix2pix as p2p
-from common.gan import write_gif
-from common.gan_models import build_discriminator, build_generator
+from chapters import ch4_cgan, ch4_dcgan
+from chapters import ch4_pix2pix as p2p
+from common.gan.training import write_gif
 from tests.conftest import run_script
 
 
 def test_networks_have_the_documented_shapes_and_sizes():
-    g, d = build_generator(100), build_discriminator()
+    g, d = ch4_dcgan.build_generator(100), ch4_dcgan.build_discriminator()
     assert g.output_shape == (None, 28, 28, 1) and d.output_shape == (None, 1)
     # Dense 100 -> 6272 (no bias) + BN, ConvT 128->64 (4x4, no bias) + BN, ConvT 64->1 + bias.
     assert g.count_params() == 100 * 6272 + 4 * 6272 + 16 * 128 * 64 + 4 * 64 + 16 * 64 + 1
-    cg = build_generator(100, num_classes=10)
+    # D: Conv 1->64 (4x4) + bias, Conv 64->128 (4x4, no bias) + BN, Dense 6272 -> 1.
+    assert d.count_params() == 16 * 64 + 64 + 16 * 64 * 128 + 4 * 128 + 6272 + 1
+    cg = ch4_cgan.build_conditional_generator(10)
     assert cg.count_params() - g.count_params() == 10 * 6272  # the label's Dense weights
+    cd = ch4_cgan.build_conditional_discriminator(10)
+    # the label's 28x28 map (Dense 10 -> 784) and the map's channel in the first kernel
+    assert cd.count_params() - d.count_params() == 10 * 784 + 784 + 16 * 64
     assert p2p.build_unet().output_shape == (None, 32, 32, 1)
     assert p2p.build_patch_discriminator().output_shape == (None, 8, 8, 1)
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from common.classifier import FeatureClassifier
-from common.metrics import fid_from_features, frechet_distance, gaussian_stats
+from common.eval.classifier import FeatureClassifier
+from common.eval.metrics import fid_from_features, frechet_distance, gaussian_stats
 
 
 def test_frechet_distance_one_dimensional_closed_form():

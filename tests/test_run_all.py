@@ -61,3 +61,20 @@ def test_bad_choices_are_one_line_errors(tmp_path):
 def test_every_chapter_script_is_in_the_runner():
     scripts = {p.stem for p in (ROOT / "chapters").glob("*.py")} - {"__init__", "run_all"}
     assert scripts == set(run_all.NAMES)
+
+
+def test_docs_table_replaces_the_rows_of_real_runs_and_keeps_the_rest():
+    text = "\n".join(["intro", run_all.TABLE_START + " ... -->", *run_all.TABLE_HEAD,
+                      "| `ch1_classifiers` | d | linear_model | old | 1.0 min |  |  |  |  | x |",
+                      "|  |  | mlp | old |  |  |  |  |  |  |",
+                      "| `ch2_vae` | d | vae | old | 2.0 min |  |  |  |  | x |",
+                      run_all.TABLE_END, "outro"])
+    real = {"models": {"cnn_classifier": {"test_accuracy": 0.9}}, "wall_time_s": 60,
+            "dataset": {"name": "mnist5k"}, "date": "today"}
+    merged = run_all.merge_docs_table(text, [("ch1_classifiers", real),
+                                             ("ch2_vae", {**real, "quick": True})], None)
+    rows = [line for line in merged.splitlines() if line.startswith("| `")]
+    assert rows[0].startswith("| `ch1_classifiers` | mnist5k | cnn_classifier | accuracy 0.900")
+    assert "|  |  | mlp | old" not in merged  # the chapter's old rows went with it
+    assert rows[1] == "| `ch2_vae` | d | vae | old | 2.0 min |  |  |  |  | x |"  # quick: kept
+    assert merged.startswith("intro\n") and merged.endswith("outro")

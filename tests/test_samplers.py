@@ -5,9 +5,9 @@ import json
 
 import pytest
 
+from chapters.ch5_ddpm import build_unet
 from chapters.ch5_samplers import step_counts
 from common.atomic import save_model
-from common.unet import build_unet
 from tests.conftest import run_script
 
 

@@ -80,7 +80,8 @@ def test_an_interrupted_run_resumes_from_its_last_finished_epoch(tmp_path):
     first_epoch = RecordFirstEpochWeights()
     result = fit(fresh, batches(x, y, batch_size=32), epochs=5, batch_size=32, out=tmp_path,
                  tag="resume", verbose=0, callbacks=[first_epoch])
-    assert len(result.history["loss"]) == 2  # epochs 4 and 5 only: 1-3 were restored
+    assert len(result.history["loss"]) == 5  # epochs 1-3 kept from the first part, then 4, 5
+    assert [(p["first_epoch"], p["last_epoch"]) for p in result.parts] == [(1, 3), (4, 5)]
     assert first_epoch.epoch == 3
     np.testing.assert_allclose(first_epoch.weights[0], model.get_weights()[0])
     assert not (tmp_path / ".backup").exists()

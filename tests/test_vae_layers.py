@@ -2,8 +2,13 @@ import keras
 import numpy as np
 import pytest
 
-from common.vae_layers import (KLAnnealing, Sampling, VaeLossLayer, bernoulli_nll,
-                               kl_to_standard_normal)
+from common.vae.layers import (
+    KLAnnealing,
+    Sampling,
+    VaeLossLayer,
+    bernoulli_nll,
+    kl_to_standard_normal,
+)
 
 
 def test_bernoulli_nll_matches_a_hand_computation():

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common.pixelcnn import MaskedConv2D, build_pixelcnn, causal_mask, sample
-from common.vector_quantizer import CodebookRestart, VectorQuantizer, usage
+from chapters.ch3_vqvae import build_pixelcnn
+from common.vq.masked_conv import MaskedConv2D, causal_mask, sample
+from common.vq.quantizer import CodebookRestart, VectorQuantizer, usage
 
 
 def quantizer_with(codebook):

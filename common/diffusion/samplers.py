@@ -1,16 +1,6 @@
-"""Denoising diffusion (Ho et al. 2020, "DDPM"): the noise schedule, the training model, and the
-samplers (ancestral DDPM, DDIM, classifier-free guidance).
+"""Sampling from a trained noise predictor: ancestral DDPM, DDIM, classifier-free guidance.
 
-Forward process, T steps with variances beta_t (linear from 1e-4 to 0.02, the paper's sec. 4):
-
-    q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I)
-    q(x_t | x_0)     = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I),
-    alpha_bar_t      = prod over s <= t of (1 - beta_s)
-
-so x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps in one step (eq. 4). A network
-eps_theta(x_t, t) learns to predict eps with the plain MSE (the simplified loss, eq. 14).
-
-Sampling reverses the chain. Ancestral DDPM (Algorithm 2), for t = T .. 1:
+Ancestral DDPM (Ho et al. 2020, Algorithm 2), for t = T .. 1:
 
     x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta) / sqrt(alpha_t) + sigma_t z,
     sigma_t^2 = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t.
@@ -33,123 +23,11 @@ round trips of `predict`.
 
 from __future__ import annotations
 
-import math
-
-import keras
 import numpy as np
 import tensorflow as tf
-from keras import layers, ops
+from keras import ops
 
-PACKAGE = "common"
-
-
-class Schedule:
-    """beta_t, alpha_t and alpha_bar_t for t = 1..T, stored at index t - 1."""
-
-    def __init__(self, steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
-        self.steps = steps
-        self.betas = np.linspace(beta_start, beta_end, steps, dtype=np.float64)
-        self.alphas = 1.0 - self.betas
-        self.alpha_bars = np.cumprod(self.alphas)
-
-    def noisy(self, x0: np.ndarray, t: np.ndarray, eps: np.ndarray) -> np.ndarray:
-        """x_t from x_0 in closed form; `t` holds 1-based steps, one per image."""
-        a = self.alpha_bars[np.asarray(t) - 1].reshape(-1, *([1] * (x0.ndim - 1)))
-        return (np.sqrt(a) * x0 + np.sqrt(1.0 - a) * eps).astype(np.float32)
-
-
-def timestep_embedding(t, dim: int):
-    """Sinusoidal embedding of integer steps (Vaswani et al. 2017, sec. 3.5; DDPM appendix B):
-    [sin(t w_k), cos(t w_k)] with w_k = 10000^(-k / (dim/2)). Vectorised over the batch."""
-    half = dim // 2
-    freqs = ops.exp(-math.log(10000.0) * ops.arange(half, dtype="float32") / half)
-    args = ops.cast(ops.reshape(t, (-1, 1)), "float32") * freqs[None, :]
-    return ops.concatenate([ops.sin(args), ops.cos(args)], axis=-1)
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class TimestepEmbedding(layers.Layer):
-    """Integer steps (batch,) -> sinusoidal vectors (batch, dim)."""
-
-    def __init__(self, dim: int, **kwargs):
-        super().__init__(**kwargs)
-        self.dim = dim
-
-    def call(self, t):
-        return timestep_embedding(t, self.dim)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.dim)
-
-    def get_config(self):
-        return {**super().get_config(), "dim": self.dim}
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class DiffusionModel(keras.Model):
-    """Trains eps_theta with the simplified DDPM loss and keeps an EMA copy for sampling.
-
-    `network` maps [x_t, t] (or [x_t, t, label] when `num_classes` is set) to predicted noise.
-    With labels, each label is replaced by the null class `num_classes` with probability
-    `label_dropout`, so the same network also learns the unconditional prediction.
-    """
-
-    def __init__(self, network: keras.Model, ema_network: keras.Model, *, steps: int = 1000,
-                 num_classes: int = 0, label_dropout: float = 0.1, ema_decay: float = 0.999,
-                 seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.network, self.ema_network = network, ema_network
-        self.schedule = Schedule(steps)
-        self.num_classes, self.label_dropout = num_classes, label_dropout
-        self.ema_decay, self.seed = ema_decay, seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.alpha_bars = ops.convert_to_tensor(self.schedule.alpha_bars, "float32")
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.ema_network.set_weights(self.network.get_weights())
-        self.built = True
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker]
-
-    def ema_decay_now(self, updates):
-        """The EMA's decay after `updates` steps: min(decay, (1 + n) / (10 + n)), the warm-up
-        of TensorFlow's ExponentialMovingAverage. With a fixed 0.999 the random initial
-        weights would still make up 0.999^n of the average: 15% after the 1,900 steps of a
-        default CPU run, enough to spoil the samples (measured: classifier FID 60)."""
-        return ops.minimum(self.ema_decay, (1.0 + updates) / (10.0 + updates))
-
-    def _inputs(self, x_t, t, labels):
-        return [x_t, t] if labels is None else [x_t, t, labels]
-
-    def training_flops_per_image(self) -> int:
-        """One forward and backward pass of the noise predictor (the EMA copy only averages
-        weights); see common.flops."""
-        from common.flops import BACKWARD_FACTOR, forward_flops
-
-        return BACKWARD_FACTOR * forward_flops(self.network)
-
-    def train_step(self, data):
-        x0, labels = (data, None) if not self.num_classes else data
-        n = ops.shape(x0)[0]
-        t = keras.random.randint((n,), 1, self.schedule.steps + 1, seed=self.seed_generator)
-        eps = keras.random.normal(ops.shape(x0), seed=self.seed_generator)
-        a = ops.reshape(ops.take(self.alpha_bars, t - 1), (-1, 1, 1, 1))
-        x_t = ops.sqrt(a) * x0 + ops.sqrt(1.0 - a) * eps
-        if labels is not None:
-            drop = keras.random.uniform((n,), seed=self.seed_generator) < self.label_dropout
-            labels = ops.where(drop, self.num_classes, ops.cast(labels, "int32"))
-        with tf.GradientTape() as tape:
-            predicted = self.network(self._inputs(x_t, t, labels), training=True)
-            # float32 even when a mixed-precision policy makes the network compute in bfloat16
-            loss = ops.mean(ops.square(eps - ops.cast(predicted, "float32")))
-        weights = self.network.trainable_weights
-        self.optimizer.apply(tape.gradient(loss, weights), weights)
-        decay = self.ema_decay_now(ops.cast(self.optimizer.iterations, "float32"))
-        for ema, w in zip(self.ema_network.weights, self.network.weights):
-            ema.assign(decay * ema + (1.0 - decay) * w)
-        self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
+from common.diffusion.schedule import Schedule
 
 
 def guided_eps(network, x, t, labels=None, guidance: float = 1.0, null_class: int = 0):
@@ -182,8 +60,7 @@ def sample_ddim(network, schedule: Schedule, shape, *, sampling_steps: int = 50,
 
     Unclipped by default, as in the DDIM authors' code: clipping x_0 also bends the
     deterministic path, since the next x_t is rebuilt from the clipped x_0, and it pushed
-    bright regions to saturation. Measured on the default Fashion-MNIST model, 1,000 samples
-    from the same noise: classifier FID 23.5 unclipped against 25.7 clipped."""
+    bright regions to saturation (a higher FID clipped; see docs/results.md)."""
     steps = np.unique(np.linspace(1, schedule.steps, sampling_steps).round().astype(int))[::-1]
     return _run(network, schedule, shape, steps.tolist(), labels, guidance, null_class, seed,
                 eta=eta, ancestral=False, keep_every=keep_every, clip=clip)

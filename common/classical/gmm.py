@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import logsumexp
 
-from common.gaussians import mvn_log_pdf
+from common.classical.gaussians import mvn_log_pdf
 
 
 @dataclass

@@ -28,12 +28,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
+from PIL import Image
 
 from common import figures
-from common.atomic import atomic_path
+from common.atomic import atomic_path, save_model
+from common.flops import BACKWARD_FACTOR, forward_flops
 from common.scaling import to_unit_range
+from common.summary import print_summary
+from common.training import fit
 
-PACKAGE = "common"
+PACKAGE = __name__
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -70,8 +74,6 @@ class GAN(keras.Model):
         """Per real image: D's update runs G forward (g) and D forward and backward on a real
         and a fake image (2 x 3d); G's update runs G and D forward and backward (3g + 3d).
         Together 4g + 9d; see common.flops."""
-        from common.flops import BACKWARD_FACTOR, forward_flops
-
         g, d = forward_flops(self.generator), forward_flops(self.discriminator)
         return g + 2 * BACKWARD_FACTOR * d + BACKWARD_FACTOR * (g + d)
 
@@ -119,6 +121,24 @@ class GAN(keras.Model):
         self.g_optimizer.apply(tape.gradient(loss, weights), weights)
         return logs
 
+    def print_summaries(self) -> int:
+        """Print the generator's and the discriminator's model.summary(); 0, for a --summary
+        exit."""
+        print_summary(self.generator)
+        print_summary(self.discriminator)
+        return 0
+
+    def save_and_summarise(self, run_, out: Path) -> dict:
+        """Save both networks as `.keras` files (they are plain functional models; this
+        wrapper is not saved) and return the training numbers a GAN chapter records: the last
+        epoch's trackers, the parameter counts, throughput and time."""
+        save_model(self.generator, Path(out) / "generator.keras")
+        save_model(self.discriminator, Path(out) / "discriminator.keras")
+        return {"final": {k: round(v[-1], 4) for k, v in run_.history.items()},
+                "generator_params": self.generator.count_params(),
+                "discriminator_params": self.discriminator.count_params(),
+                **run_.speed()}
+
     def train_step(self, data):
         real, condition = self.unpack(data)
         d_loss, d_real, d_fake = self.discriminator_step(real, condition)
@@ -165,8 +185,6 @@ class SampleGrid(keras.callbacks.Callback):
 
 def write_gif(frames, path: Path, seconds_per_frame: float = 0.6) -> Path:
     """Animate PNG frames into a looping GIF, written atomically."""
-    from PIL import Image
-
     images = [Image.open(f).convert("RGB") for f in frames]
     size = images[0].size
     images = [im.resize(size) for im in images]
@@ -181,25 +199,10 @@ def fit_gan(gan: GAN, train, *, epochs: int, batch_size: int, out: Path, samples
     """Compile with Adam(2e-4, beta_1 = 0.5) for both networks (Radford et al. 2015, sec. 3)
     and train on batches of [-1, 1] images via common.training.fit (NaN guard, resume,
     throughput, JSON history)."""
-    from common.training import fit
-
     gan.compile(d_optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.5),
                 g_optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.5))
     return fit(gan, train, epochs=epochs, batch_size=batch_size, out=out, tag=gan.name,
                callbacks=[samples] if samples else [], nan_hint="try a lower --learning-rate")
-
-
-def save_and_summarise(gan: GAN, run_, out: Path) -> dict:
-    """Save both networks as `.keras` files and return the training numbers a GAN chapter
-    records: the last epoch's trackers, the parameter counts, throughput and time."""
-    from common.atomic import save_model
-
-    save_model(gan.generator, Path(out) / "generator.keras")
-    save_model(gan.discriminator, Path(out) / "discriminator.keras")
-    return {"final": {k: round(v[-1], 4) for k, v in run_.history.items()},
-            "generator_params": gan.generator.count_params(),
-            "discriminator_params": gan.discriminator.count_params(),
-            **run_.speed(), "train_seconds": round(run_.wall_seconds, 1)}
 
 
 def equilibrium_curves(history: dict, path: Path, *, title: str) -> Path:

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from common.vae_layers import bernoulli_nll
+from common.vae.layers import bernoulli_nll
 
 ACTIVE_THRESHOLD = 0.01
 

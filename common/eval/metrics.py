@@ -7,7 +7,7 @@ Frechet distance between two Gaussians (Dowson & Landau 1982; used as FID by Heu
 
 FID proper uses Inception-v3 features; offline we have no Inception weights, so the chapters
 use the penultimate layer of a small CNN trained on the same dataset ("classifier FID",
-common.classifier). Numbers are comparable between our chapters, not with published FIDs.
+common.eval.classifier). Numbers are comparable between our chapters, not with published FIDs.
 """
 
 from __future__ import annotations

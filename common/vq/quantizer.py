@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-PACKAGE = "common"
+PACKAGE = __name__  # saved models name this module, which a loader must import
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-PACKAGE = "common"
+PACKAGE = __name__  # saved models name this module, which a loader must import
 EPSILON = 1e-7  # keeps log() finite where the decoder outputs exactly 0 or 1
 LOG_2PI = 1.8378770664093453  # log(2 pi)
 

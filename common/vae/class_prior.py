@@ -1,4 +1,5 @@
-"""A prior fitted after training: p(z | y) as a Gaussian mixture per class, by EM (common.gmm).
+"""A prior fitted after training: p(z | y) as a Gaussian mixture per class, by EM
+(common.classical.gmm).
 
 A conditional VAE trains with the prior N(0, I), but its decoder only ever sees codes drawn from
 the aggregate posterior of each class, q(z | y) = mean over training images x of class y of
@@ -19,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from common.atomic import atomic_path
+from common.classical.gmm import GaussianMixture, fit_em
 from common.errors import UserError
-from common.gmm import GaussianMixture, fit_em
 
 
 @dataclass
@@ -29,7 +30,7 @@ class ClassPrior:
 
     @classmethod
     def fit(cls, codes, labels, num_classes: int, *, components: int = 10, seed: int = 0,
-            max_iter: int = 100, reg_covar: float = 1e-4) -> "ClassPrior":
+            max_iter: int = 100, reg_covar: float = 1e-4) -> ClassPrior:
         """EM on the codes of each class in turn (`components` Gaussians, full covariances).
         The ridge keeps a covariance invertible where a component sits on few codes."""
         codes, labels = np.asarray(codes, np.float64), np.asarray(labels)

@@ -2,20 +2,21 @@
 
 Generative chapters need to judge images they made: are they recognisable (conditional
 accuracy: the share the classifier assigns to the requested class) and do they look like the
-test set as a whole (classifier FID, common.metrics)? `FeatureClassifier.for_dataset` trains
+test set as a whole (classifier FID, common.eval.metrics)? `FeatureClassifier.for_dataset` trains
 this network once per dataset and image shape, and caches it under the output root.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from common.atomic import save_model, write_json
-from common.metrics import fid_from_features
+from common.atomic import save_model, write_json, write_text
+from common.eval.metrics import fid_from_features
 from common.pipeline import batches
 
 
@@ -38,6 +39,14 @@ def build_cnn_classifier(input_shape, num_classes: int, name: str = "cnn_classif
     ], name=name)
 
 
+CACHE_README = """\
+The judging classifiers of the generative chapters (common/eval/classifier.py), one per
+dataset, trained the first time a chapter scores samples on that data and reused after, so
+every chapter run on this machine is scored by the same instrument: classifier FID and
+conditional accuracy. Delete this folder to train them afresh.
+"""
+
+
 class FeatureClassifier:
     """A trained CNN classifier and its penultimate `features` layer."""
 
@@ -50,7 +59,7 @@ class FeatureClassifier:
 
     @classmethod
     def for_dataset(cls, data, root: Path, *, epochs: int = 5, seed: int = 0,
-                    verbose: int = 0) -> "FeatureClassifier":
+                    verbose: int = 0) -> FeatureClassifier:
         """Load the cached classifier for `data`, or train (and cache) one."""
         shape = data.image_shape
         if len(shape) == 1:
@@ -60,7 +69,6 @@ class FeatureClassifier:
         path = Path(root) / "_classifiers" / f"{stem}.keras"
         info = path.with_suffix(".json")
         if path.exists() and info.exists():
-            import json
             model = keras.saving.load_model(path)
             return cls(model, json.loads(info.read_text())["test_accuracy"], path)
         keras.utils.set_random_seed(seed)
@@ -71,9 +79,9 @@ class FeatureClassifier:
         model.fit(batches(data.x_train, data.y_train, batch_size=batch, seed=seed),
                   epochs=epochs, verbose=verbose, shuffle=False)  # the pipeline shuffles
         accuracy = float(model.evaluate(data.x_test, data.y_test, verbose=0)[1])
-        path.parent.mkdir(parents=True, exist_ok=True)
         save_model(model, path)
         write_json(info, {"dataset": data.name, "test_accuracy": accuracy, "epochs": epochs})
+        write_text(path.parent / "README.txt", CACHE_README)
         return cls(model, accuracy, path)
 
     def _prepare(self, images) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""A PixelCNN (van den Oord et al. 2016, "Pixel Recurrent Neural Networks", sec. 3.5): an
-autoregressive model of a grid of categorical values, here a VQ-VAE's code indices.
+"""The machinery of a PixelCNN (van den Oord et al. 2016, "Pixel Recurrent Neural Networks",
+sec. 3.5), an autoregressive model of a grid of categorical values such as a VQ-VAE's code
+indices; chapters/ch3_vqvae.py builds the network from these layers.
 
     p(c) = prod over positions i in raster order of p(c_i | c_1 .. c_{i-1})
 
@@ -19,7 +20,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-PACKAGE = "common"
+PACKAGE = __name__
 
 
 def causal_mask(kernel_size: int, mask_type: str) -> np.ndarray:
@@ -62,25 +63,6 @@ class MaskedConv2D(layers.Layer):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": self.kernel_size, "mask_type": self.mask_type,
                 "activation": keras.activations.serialize(self.activation)}
-
-
-def build_pixelcnn(num_codes: int, grid: tuple[int, int], *, filters: int = 64,
-                   blocks: int = 4, name: str = "pixelcnn") -> keras.Model:
-    """One-hot code grid (H, W, K) -> logits (H, W, K) of each position's next code.
-
-    7x7 mask-A convolution, then `blocks` residual blocks (1x1 -> masked 3x3 "B" -> 1x1,
-    as in the paper's fig. 5), then two 1x1 layers to the logits.
-    """
-    codes = keras.Input((*grid, num_codes), name="one_hot_codes")
-    h = MaskedConv2D(filters, 7, "A", name="masked_a")(codes)
-    for i in range(blocks):
-        r = layers.Activation("relu")(h)
-        r = layers.Conv2D(filters // 2, 1, activation="relu", name=f"block{i}_in")(r)
-        r = MaskedConv2D(filters // 2, 3, "B", activation="relu", name=f"block{i}_masked_b")(r)
-        r = layers.Conv2D(filters, 1, name=f"block{i}_out")(r)
-        h = layers.Add(name=f"block{i}_add")([h, r])
-    h = layers.Conv2D(filters, 1, activation="relu", name="head")(layers.Activation("relu")(h))
-    return keras.Model(codes, layers.Conv2D(num_codes, 1, name="logits")(h), name=name)
 
 
 def sample(model: keras.Model, n: int, *, seed: int = 0, temperature: float = 1.0) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Before neural networks: the normal distribution's formulas and EM for Gaussian mixtures."""

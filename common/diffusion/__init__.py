@@ -1,0 +1,1 @@
+"""Diffusion machinery: the noise schedule, the training wrapper with its EMA copy, the samplers."""

@@ -1,0 +1,64 @@
+"""The forward process of denoising diffusion (Ho et al. 2020, "DDPM"), and the step embedding.
+
+T steps with variances beta_t (linear from 1e-4 to 0.02, the paper's sec. 4):
+
+    q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I)
+    q(x_t | x_0)     = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I),
+    alpha_bar_t      = prod over s <= t of (1 - beta_s)
+
+so x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps in one step (eq. 4).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+PACKAGE = __name__
+
+
+class Schedule:
+    """beta_t, alpha_t and alpha_bar_t for t = 1..T, stored at index t - 1."""
+
+    def __init__(self, steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
+        self.steps = steps
+        self.betas = np.linspace(beta_start, beta_end, steps, dtype=np.float64)
+        self.alphas = 1.0 - self.betas
+        self.alpha_bars = np.cumprod(self.alphas)
+
+    def noisy(self, x0: np.ndarray, t: np.ndarray, eps: np.ndarray) -> np.ndarray:
+        """x_t from x_0 in closed form; `t` holds 1-based steps, one per image."""
+        a = self.alpha_bars[np.asarray(t) - 1].reshape(-1, *([1] * (x0.ndim - 1)))
+        return (np.sqrt(a) * x0 + np.sqrt(1.0 - a) * eps).astype(np.float32)
+
+
+def timestep_embedding(t, dim: int):
+    """Sinusoidal embedding of integer steps (Vaswani et al. 2017, sec. 3.5; DDPM appendix B):
+    [sin(t w_k), cos(t w_k)] with w_k = 10000^(-k / (dim/2)). Vectorised over the batch."""
+    half = dim // 2
+    freqs = ops.exp(-math.log(10000.0) * ops.arange(half, dtype="float32") / half)
+    args = ops.cast(ops.reshape(t, (-1, 1)), "float32") * freqs[None, :]
+    return ops.concatenate([ops.sin(args), ops.cos(args)], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TimestepEmbedding(layers.Layer):
+    """Integer steps (batch,) -> sinusoidal vectors (batch, dim)."""
+
+    def __init__(self, dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+
+    def call(self, t):
+        return timestep_embedding(t, self.dim)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.dim)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim}
+
+

@@ -1,0 +1,122 @@
+"""Training a noise predictor eps_theta(x_t, t) with the simplified DDPM loss (Ho et al. 2020,
+eq. 14): the plain MSE between the drawn noise and the predicted one, at a random step of a
+random image. `DiffusionModel` wraps any network [x_t, t] (or [x_t, t, label]) -> noise, keeps
+an EMA copy of its weights for sampling, and drops labels for classifier-free guidance (Ho &
+Salimans 2022).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from common.cli import positive_int
+from common.diffusion.schedule import Schedule
+from common.flops import BACKWARD_FACTOR, forward_flops
+from common.pipeline import batches
+from common.scaling import to_tanh_range
+from common.training import cosine_adam, fit
+
+PACKAGE = __name__
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DiffusionModel(keras.Model):
+    """Trains eps_theta with the simplified DDPM loss and keeps an EMA copy for sampling.
+
+    `network` maps [x_t, t] (or [x_t, t, label] when `num_classes` is set) to predicted noise.
+    With labels, each label is replaced by the null class `num_classes` with probability
+    `label_dropout`, so the same network also learns the unconditional prediction.
+    """
+
+    def __init__(self, network: keras.Model, ema_network: keras.Model, *, steps: int = 1000,
+                 num_classes: int = 0, label_dropout: float = 0.1, ema_decay: float = 0.999,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.network, self.ema_network = network, ema_network
+        self.schedule = Schedule(steps)
+        self.num_classes, self.label_dropout = num_classes, label_dropout
+        self.ema_decay, self.seed = ema_decay, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.alpha_bars = ops.convert_to_tensor(self.schedule.alpha_bars, "float32")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.ema_network.set_weights(self.network.get_weights())
+        self.built = True
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def ema_decay_now(self, updates):
+        """The EMA's decay after `updates` steps: min(decay, (1 + n) / (10 + n)), the warm-up
+        of TensorFlow's ExponentialMovingAverage: with a fixed 0.999 the random initial
+        weights would still weigh 0.999^n in the average of a short CPU run."""
+        return ops.minimum(self.ema_decay, (1.0 + updates) / (10.0 + updates))
+
+    def _inputs(self, x_t, t, labels):
+        return [x_t, t] if labels is None else [x_t, t, labels]
+
+    def training_flops_per_image(self) -> int:
+        """One forward and backward pass of the noise predictor (the EMA copy only averages
+        weights); see common.flops."""
+        return BACKWARD_FACTOR * forward_flops(self.network)
+
+    def train_step(self, data):
+        x0, labels = (data, None) if not self.num_classes else data
+        n = ops.shape(x0)[0]
+        t = keras.random.randint((n,), 1, self.schedule.steps + 1, seed=self.seed_generator)
+        eps = keras.random.normal(ops.shape(x0), seed=self.seed_generator)
+        a = ops.reshape(ops.take(self.alpha_bars, t - 1), (-1, 1, 1, 1))
+        x_t = ops.sqrt(a) * x0 + ops.sqrt(1.0 - a) * eps
+        if labels is not None:
+            drop = keras.random.uniform((n,), seed=self.seed_generator) < self.label_dropout
+            labels = ops.where(drop, self.num_classes, ops.cast(labels, "int32"))
+        with tf.GradientTape() as tape:
+            predicted = self.network(self._inputs(x_t, t, labels), training=True)
+            # float32 even when a mixed-precision policy makes the network compute in bfloat16
+            loss = ops.mean(ops.square(eps - ops.cast(predicted, "float32")))
+        weights = self.network.trainable_weights
+        self.optimizer.apply(tape.gradient(loss, weights), weights)
+        decay = self.ema_decay_now(ops.cast(self.optimizer.iterations, "float32"))
+        for ema, w in zip(self.ema_network.weights, self.network.weights):
+            ema.assign(decay * ema + (1.0 - decay) * w)
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+
+
+
+# Batch 32: a short diffusion run is limited by optimizer steps, and batch 32 takes twice as
+# many as 64 at equal images, for a lower FID (see docs/results.md).
+BATCH_SIZE = 32
+
+
+def train_diffusion(model: DiffusionModel, data, *, epochs: int, batch_size: int,
+                    learning_rate: float, seed: int, out):
+    """Adam with a cosine decay over the run, on [-1, 1] images (with labels when the model
+    is conditional), through common.training.fit."""
+    steps = epochs * (len(data.x_train) // batch_size)
+    model.compile(optimizer=cosine_adam(learning_rate, steps))
+    train_set = batches(to_tanh_range(data.x_train),
+                        data.y_train if model.num_classes else None,
+                        batch_size=batch_size, seed=seed)
+    return fit(model, train_set, epochs=epochs, batch_size=batch_size, out=out,
+               tag=model.name, nan_hint="try a lower --learning-rate")
+
+
+def add_diffusion_flags(parser) -> None:
+    """The flags both diffusion chapters take besides the shared ones."""
+    parser.add_argument("--channels", type=positive_int, default=32,
+                        help="U-Net width at 28x28, a multiple of 8; 14x14 and 7x7 use twice "
+                             "this (default 32)")
+    parser.add_argument("--attention", action="store_true",
+                        help="add self-attention at 7x7 (slower for little gain, so off by "
+                             "default; see docs/results.md)")
+    parser.add_argument("--fid-samples", type=positive_int, default=1000,
+                        help="DDIM-50 samples scored by classifier FID (default 1000)")
+
+
+def check_diffusion_flags(parser, args) -> None:
+    if args.channels % 8:
+        parser.error("--channels must be a multiple of 8 (group normalisation uses 8 groups)")
