@@ -121,7 +121,7 @@ def collect(root: Path) -> list[tuple[str, dict]]:
 
 
 def stamp_peak(root: Path, script: str, peak: float) -> None:
-    """Keep, in a chapter's metrics.json, the matmul peak measured at the start of the same
+    """Keep, in a chapter's metrics.json, the matmul peak timed at the start of the same
     run_all call: this VM's speed changes from day to day, so a share of peak is only honest
     against the peak of the run it describes."""
     path = root / script / "metrics.json"
@@ -209,7 +209,7 @@ def results_markdown(records: list[tuple[str, dict]], peak: float | None = None)
              "Collected by `python chapters/run_all.py` from each chapter's `metrics.json`. "
              "Wall time is the whole command; images/s is the median training step after the "
              "first; GFLOP/s is images/s x the model's training FLOPs per image, with its share "
-             "of this machine's float32 matmul peak measured at the start of the same run_all "
+             "of this machine's float32 matmul peak timed at the start of the same run_all "
              f"call (the peak column; {fallback}).", "",
              *TABLE_HEAD]
     for script, r in records:

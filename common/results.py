@@ -29,7 +29,7 @@ def write_metrics(out: Path, *, chapter: str, data, args, wall_seconds: float,
                   models: dict[str, dict], extra: dict | None = None,
                   epochs: int | None = None) -> Path:
     """Write `out/metrics.json`. `data` is a common.data.Dataset (or a dict for synthetic
-    data); `models` maps each model's name to its measured numbers; `epochs` is the count the
+    data); `models` maps each model's name to its numbers; `epochs` is the count the
     run settled (common.training.prepare), else `--epochs`."""
     record = {
         "chapter": chapter,

@@ -2,7 +2,7 @@
 
 `fit()` adds what a careful run needs and plain `fit` lacks: a seed, a clear error when the
 loss turns NaN, resume after an interruption (`BackupAndRestore`) with the history of every
-part kept, a measured throughput in images/s (median over the steps after the first, so
+part kept, a throughput in images/s (median over the steps after the first, so
 compilation is not counted) with the FLOPs behind it (common.flops), the wall time, and the
 history saved as JSON.
 """
@@ -133,7 +133,7 @@ class FitResult:
     def speed(self) -> dict:
         """The training numbers every chapter records: images/s, the model's training
         MFLOP per image and the GFLOP/s they add up to (run_all.py divides that by the
-        machine's measured matmul peak), and the training's wall time."""
+        machine's matmul peak), and the training's wall time."""
         images = self.images_per_second or 0.0
         return {"train_images_per_s": round(images),
                 "train_mflop_per_image": round(self.flops_per_image / 1e6, 2),
