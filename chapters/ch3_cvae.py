@@ -140,12 +140,12 @@ def main(argv=None) -> int:
     report = elbo_report(encoder, decoder, data.x_test, test_labels, seed=args.seed)
 
     print("\nscoring samples with the feature classifier (trained once per dataset, cached)")
-    judge = FeatureClassifier.for_dataset(data, args.out.parent, seed=args.seed)
+    judge = FeatureClassifier.for_dataset(data, args.out.parent)
     rng = np.random.default_rng(args.seed)
     asked = np.repeat(np.arange(k), SAMPLES_PER_CLASS)
     normal = judge.score_conditional(draw(decoder, asked, k, normal_codes(rng, len(asked),
                                                                             args.latent_dim)),
-                                     asked, data.x_test, BARS.get(data.name))
+                                     asked, data, BARS.get(data.name))
     scores, prior, sweep = normal, None, {}
     if args.prior == "fitted":
         print(f"fitting p(z | y): {PRIOR_COMPONENTS} Gaussians per class, by EM, to the "
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
         sweep = {}
         for tau in sorted({*TEMPERATURES, args.temperature}, reverse=True):
             sweep[tau] = judge.score_conditional(
-                draw(decoder, asked, k, prior.sample(asked, rng, tau)), asked, data.x_test,
+                draw(decoder, asked, k, prior.sample(asked, rng, tau)), asked, data,
                 BARS.get(data.name))
             print(f"  temperature {tau:g}: {describe_scores(sweep[tau])}")
         scores = sweep[args.temperature]
@@ -184,6 +184,7 @@ def main(argv=None) -> int:
               "params": cvae.count_params(), **run_.speed()}
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
                   epochs=epochs, wall_seconds=run_info.elapsed(), models={cvae.name: result},
+                  judge=judge,
                   extra={"latent_dim": args.latent_dim, "beta": args.beta})
     print(f"\nFigures, the model and metrics.json are in {args.out}/ "
           "(start with same_z_every_class.png)")

@@ -39,7 +39,7 @@ from keras import layers, ops
 from common import figures
 from common.atomic import save_model
 from common.cli import epochs_for, make_parser, parse, plural, positive_int, run
-from common.eval.classifier import FeatureClassifier
+from common.eval.classifier import FeatureClassifier, describe_fid
 from common.pipeline import batches, one_hot_sequences
 from common.results import write_metrics
 from common.summary import print_summary
@@ -194,11 +194,11 @@ def main(argv=None) -> int:
     draws = rng.uniform(size=(SCORED_SAMPLES, *GRID, 1))
     independent = np.minimum((draws > cumulative).sum(axis=-1), args.codes - 1)
     pixelcnn_images, independent_images = decode(vqvae, sampled), decode(vqvae, independent)
-    judge = FeatureClassifier.for_dataset(data, args.out.parent, seed=args.seed)
-    fid_prior = judge.fid(data.x_test, pixelcnn_images)
+    judge = FeatureClassifier.for_dataset(data, args.out.parent)
+    scored = judge.fid_report(data, pixelcnn_images)
     fid_independent = judge.fid(data.x_test, independent_images)
-    print(f"classifier FID of {SCORED_SAMPLES} samples: PixelCNN prior {fid_prior:.2f}, "
-          f"independent positions {fid_independent:.2f}")
+    print(f"PixelCNN prior: {describe_fid(scored)}; independent positions: classifier FID "
+          f"{fid_independent:.2f}")
 
     ch2 = _chapter2_mse(args.out.parent / "ch2_vae" / "metrics.json", data.name)
     if ch2 is not None:
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
              vq_run, prior_run, args.codes)
     save_model(vqvae, args.out / "vqvae.keras")
     save_model(prior, args.out / "pixelcnn.keras")
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, judge=judge,
                   epochs=epochs, wall_seconds=run_info.elapsed(), models={
                       "vqvae": {"test_mse": round(mse, 5), "dead_codes": used["dead"],
                                 "dead_share": round(dead_share, 4), "dead_bar": DEAD_BAR,
@@ -220,7 +220,7 @@ def main(argv=None) -> int:
                       "pixelcnn": {"test_nll_nats_per_image": round(nll, 2),
                                    "independent_positions_nll": round(baseline, 2),
                                    "uniform_nll": round(positions * float(np.log(args.codes)), 2),
-                                   "classifier_fid": round(fid_prior, 3),
+                                   **scored,
                                    "independent_positions_fid": round(fid_independent, 3),
                                    "epochs": prior_epochs, "params": prior.count_params(),
                                    **prior_run.speed()}})

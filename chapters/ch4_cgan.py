@@ -103,11 +103,11 @@ def main(argv=None) -> int:
                    samples=grid, learning_rate=args.learning_rate)
 
     print("\nscoring samples with the feature classifier (trained once per dataset, cached)")
-    judge = FeatureClassifier.for_dataset(data, args.out.parent, seed=args.seed)
+    judge = FeatureClassifier.for_dataset(data, args.out.parent)
     asked = np.repeat(np.arange(k), PER_CLASS)
     samples = generate(gan.generator, rng.standard_normal((len(asked), LATENT_DIM))
                        .astype("float32"), asked, k)
-    scores = judge.score_conditional(samples, asked, data.x_test, BARS.get(data.name))
+    scores = judge.score_conditional(samples, asked, data, BARS.get(data.name))
     per_class = scores["conditional_accuracy_per_class"]
     print(f"{describe_scores(scores)}; per class {per_class}")
 
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
                  title=f"Samples the classifier assigns to the requested class "
                        f"({PER_CLASS} per class)")
     trained = gan.save_and_summarise(run_, args.out)
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs, judge=judge,
                   wall_seconds=run_info.elapsed(), models={"cgan": {**scores, **trained}})
     print(f"\nFigures (progress.gif shows the training), models and metrics.json are in "
           f"{args.out}/ (start with class_grid.png)")

@@ -35,7 +35,7 @@ from keras import layers
 from common import figures
 from common.cli import make_parser, parse, plural, run
 from common.errors import UserError
-from common.eval.classifier import FeatureClassifier
+from common.eval.classifier import FeatureClassifier, describe_fid
 from common.gan.training import GAN, SampleGrid, equilibrium_curves, fit_gan, generate
 from common.pipeline import batches
 from common.results import write_metrics
@@ -128,17 +128,15 @@ def main(argv=None) -> int:
                    samples=grid, learning_rate=args.learning_rate)
 
     print("\nscoring samples with the feature classifier (trained once per dataset, cached)")
-    judge = FeatureClassifier.for_dataset(data, args.out.parent, seed=args.seed)
+    judge = FeatureClassifier.for_dataset(data, args.out.parent)
     samples = generate(gan.generator, rng.standard_normal((SCORED, LATENT_DIM))
                        .astype("float32"))
-    fid = judge.fid(data.x_test, samples)
-    floor = judge.fid(data.x_test, data.x_train[:SCORED])
+    scored = judge.fid_report(data, samples)
     counts = np.bincount(judge.predict(samples[:COUNTED]), minlength=data.num_classes)
     vae_fid = vae_sample_fid(judge, args.out.parent / "ch2_vae", data, rng)
     vae_text = ("not available (run chapters/ch2_vae.py on the same data)" if vae_fid is None
                 else f"{vae_fid:.2f}")
-    print(f"classifier FID of {SCORED:,} samples: DCGAN {fid:.2f}; chapter-2 VAE {vae_text}; "
-          f"real training images {floor:.2f}")
+    print(f"DCGAN: {describe_fid(scored)}; chapter-2 VAE: classifier FID {vae_text}")
     print(f"classes among {COUNTED:,} samples: {dict(zip(data.class_names, counts.tolist()))}"
           f" ({'every class appears' if counts.min() > 0 else 'MISSING CLASSES: mode collapse'})")
 
@@ -152,10 +150,9 @@ def main(argv=None) -> int:
                  xlabel="class", ylabel="share")
     trained = gan.save_and_summarise(run_, args.out)
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
-                  wall_seconds=run_info.elapsed(), models={"dcgan": {
-                      "classifier_fid": round(fid, 3), "ch2_vae_classifier_fid":
+                  judge=judge, wall_seconds=run_info.elapsed(), models={"dcgan": {
+                      **scored, "ch2_vae_classifier_fid":
                           None if vae_fid is None else round(vae_fid, 3),
-                      "real_images_classifier_fid": round(floor, 3),
                       "sample_class_counts": counts.tolist(),
                       "every_class_appears": bool(counts.min() > 0),
                       **trained}})

@@ -51,7 +51,7 @@ from common.diffusion.trainer import (
     check_diffusion_flags,
     train_diffusion,
 )
-from common.eval.classifier import FeatureClassifier
+from common.eval.classifier import FeatureClassifier, describe_scores
 from common.results import write_metrics
 from common.scaling import to_unit_range
 from common.summary import print_summary
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     run_ = train_diffusion(model, data, epochs=epochs, batch_size=args.batch_size,
                            learning_rate=args.learning_rate, seed=args.seed, out=args.out)
 
-    judge = FeatureClassifier.for_dataset(data, args.out.parent, seed=args.seed)
+    judge = FeatureClassifier.for_dataset(data, args.out.parent)
     per_class = max(1, (min(args.fid_samples, 100) if args.quick else args.fid_samples) // k)
     steps = 10 if args.quick else 50  # a smoke test checks the plumbing, not the samples
     scores = {}
@@ -110,15 +110,10 @@ def main(argv=None) -> int:
         count = per_class if w == args.guidance else max(1, round(per_class * SIDE_SHARE))
         asked = np.repeat(np.arange(k), count)
         images = guided_samples(model, asked, w, args.seed, steps)
-        scores[w] = {"conditional_accuracy": round(judge.conditional_accuracy(images, asked), 4),
-                     "classifier_fid": round(judge.fid(data.x_test, images), 3),
-                     "samples": len(asked)}
-        print(f"w = {w:g}: conditional accuracy {scores[w]['conditional_accuracy']:.3f}, "
-              f"classifier FID {scores[w]['classifier_fid']:.2f} ({len(asked)} samples)")
-    bar = BARS.get(data.name)
-    accuracy = scores[args.guidance]["conditional_accuracy"]
-    if bar is not None:
-        print(f"bar at w = {args.guidance:g}: >= {bar} ({'met' if accuracy >= bar else 'missed'})")
+        bar = BARS.get(data.name) if w == args.guidance else None
+        scores[w] = judge.score_conditional(images, asked, data, bar)
+        print(f"w = {w:g}: {describe_scores(scores[w])}")
+    chosen = scores[args.guidance]
 
     grid_labels = np.repeat(np.arange(k), 10)
     figures.image_grid(guided_samples(model, grid_labels, args.guidance, args.seed + 1, steps),
@@ -136,12 +131,12 @@ def main(argv=None) -> int:
                    title="Guidance: recognisability against the scale", ylabel="accuracy")
     save_model(model.ema_network, args.out / "unet_ema.keras")
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
-                  wall_seconds=run_info.elapsed(), models={"cfg_diffusion": {
-                      "guidance": args.guidance, "conditional_accuracy": accuracy,
-                      "classifier_fid": scores[args.guidance]["classifier_fid"],
-                      "conditional_accuracy_bar": bar,
-                      "samples": scores[args.guidance]["samples"],
-                      "by_guidance": {f"{w:g}": v for w, v in scores.items()},
+                  judge=judge, wall_seconds=run_info.elapsed(), models={"cfg_diffusion": {
+                      "guidance": args.guidance, **chosen,
+                      "by_guidance": {f"{w:g}": {key: v[key] for key in (
+                          "conditional_accuracy", "conditional_accuracy_ci95",
+                          "classifier_fid", "fid_ci95", "fid_samples")}
+                          for w, v in scores.items()},
                       "params": model.network.count_params(),
                       **run_.speed()}})
     print(f"\nFigures, the EMA U-Net and metrics.json are in {args.out}/ "

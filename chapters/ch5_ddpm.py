@@ -54,7 +54,7 @@ from common.diffusion.trainer import (
     check_diffusion_flags,
     train_diffusion,
 )
-from common.eval.classifier import FeatureClassifier
+from common.eval.classifier import FeatureClassifier, describe_fid
 from common.results import write_metrics
 from common.scaling import to_tanh_range, to_unit_range
 from common.summary import print_summary
@@ -183,13 +183,13 @@ def main(argv=None) -> int:
                        suptitle="The forward process: x_t = sqrt(abar_t) x_0 + "
                                 "sqrt(1 - abar_t) eps")
 
-    judge = FeatureClassifier.for_dataset(data, args.out.parent, seed=args.seed)
+    judge = FeatureClassifier.for_dataset(data, args.out.parent)
     n_fid = min(args.fid_samples, 64) if args.quick else args.fid_samples
     print(f"\nsampling {n_fid} images with DDIM-50 for the FID")
     ddim = to_unit_range(sample_ddim(model.ema_network, model.schedule, (n_fid, *SHAPE),
                                      seed=args.seed))
-    fid = judge.fid(data.x_test, ddim)
-    print(f"classifier FID of {n_fid} DDIM-50 samples: {fid:.2f}")
+    scored = judge.fid_report(data, ddim)
+    print(f"DDIM-50 samples: {describe_fid(scored)}")
     timing, strips = {}, None
     if not args.quick:  # 1000 network passes per image: minutes, so not in a smoke test
         timing, strips = compare_samplers(model, judge, data, 64, args.seed)
@@ -204,8 +204,8 @@ def main(argv=None) -> int:
     save_model(model.ema_network, args.out / "unet_ema.keras")
     save_model(model.network, args.out / "unet.keras")  # the last trained weights, to compare
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
-                  wall_seconds=run_info.elapsed(), models={"ddpm": {
-                      "classifier_fid": round(fid, 3), "fid_samples": n_fid, **timing,
+                  judge=judge, wall_seconds=run_info.elapsed(), models={"ddpm": {
+                      **scored, **timing,
                       "params": model.network.count_params(), "channels": args.channels,
                       **run_.speed()}})
     print(f"\nFigures, the U-Nets (EMA and last) and metrics.json are in {args.out}/ "

@@ -51,7 +51,7 @@ from common.data import check_name
 from common.diffusion.samplers import sample_ddim, sample_ddpm
 from common.diffusion.schedule import Schedule
 from common.errors import UserError
-from common.eval.classifier import FeatureClassifier
+from common.eval.classifier import FeatureClassifier, describe_fid
 from common.results import write_metrics
 from common.scaling import to_unit_range
 from common.summary import print_summary
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     # The classifier copy that scored the run (cached beside it), unless that folder is
     # read-only: then one trained and cached beside --out.
     root = args.out.parent if writable_dir_problem(args.run.parent) else args.run.parent
-    judge = FeatureClassifier.for_dataset(data, root, seed=args.seed)
+    judge = FeatureClassifier.for_dataset(data, root)
     results, shown = compare(network, judge, data, args)
     print("\n" + table(results))
     ddim = [r for k, r in results.items() if k.startswith("ddim")]
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
                        ncols=len(shown[0]),
                        row_labels=[k.replace("_", "-").upper() for k in results],
                        suptitle="The same starting noise through each sampler")
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, judge=judge,
                   wall_seconds=time.perf_counter() - started, models=results,
                   extra={"run": str(args.run), "eta": args.eta})
     print(f"\nFigures and metrics.json are in {args.out}/ (start with fid_vs_steps.png)")
@@ -160,11 +160,11 @@ def compare(network, judge, data, args):
                                  for i in range(0, args.samples, BATCH)])
         seconds = time.perf_counter() - began
         images = to_unit_range(images)
-        fid = judge.fid(data.x_test, images)
-        results[key] = {"classifier_fid": round(fid, 3), "network_passes": passes,
-                        "seconds": round(seconds, 1), "samples": args.samples}
+        scored = judge.fid_report(data, images, seed=args.seed)
+        results[key] = {**scored, "network_passes": passes, "seconds": round(seconds, 1),
+                        "samples": args.samples}
         shown.append(images[:SHOWN])
-        print(f"{key}: classifier FID {fid:.2f} in {seconds:.0f} s")
+        print(f"{key}: {describe_fid(scored)} in {seconds:.0f} s")
     reference = results["ddpm_1000"]
     for record in results.values():
         record["fid_vs_ddpm_1000"] = round(record["classifier_fid"]

@@ -87,9 +87,31 @@ HEADLINES = [
 
 
 def headline(numbers: dict) -> str:
-    shown = [fmt.format(numbers[key]) for key, fmt in HEADLINES
-             if isinstance(numbers.get(key), (int, float)) and not isinstance(numbers[key], bool)]
+    shown = []
+    for key, fmt in HEADLINES:
+        value = numbers.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            interval = numbers.get(f"{key}_ci95")  # a 95% interval, where the run gave one
+            shown.append(fmt.format(value) + (" [{}, {}]".format(*interval) if interval else ""))
     return "; ".join(shown[:4])
+
+
+def judges_note(records: list[tuple[str, dict]]) -> list[str]:
+    """Which judge (checksum) scored which chapters, per dataset, and a warning where rows
+    of one dataset were measured with different judges."""
+    by_data: dict[str, dict[str, list[str]]] = {}
+    for script, r in records:
+        judge = r.get("judge")
+        if isinstance(judge, dict) and judge.get("checksum"):
+            by_data.setdefault(judge.get("dataset") or data_used(r), {}).setdefault(
+                judge["checksum"], []).append(script)
+    lines = []
+    for name, checksums in sorted(by_data.items()):
+        listed = "; ".join(f"`{c}` ({', '.join(s)})" for c, s in checksums.items())
+        warning = (" **Different judges: these rows are not comparable with each other.**"
+                   if len(checksums) > 1 else "")
+        lines.append(f"Judge for {name}: {listed}.{warning}")
+    return lines
 
 
 def data_used(record: dict) -> str:
@@ -216,7 +238,7 @@ def results_markdown(records: list[tuple[str, dict]], peak: float | None = None)
         lines += table_rows(script, r, peak)
     machines = {json.dumps(r.get("machine", {}), sort_keys=True) for _, r in records}
     versions = {json.dumps(r.get("versions", {}), sort_keys=True) for _, r in records}
-    lines += ["", f"Machines: {', '.join(sorted(machines))}",
+    lines += ["", *judges_note(records), "", f"Machines: {', '.join(sorted(machines))}",
               f"Software: {', '.join(sorted(versions))}", ""]
     return "\n".join(lines)
 

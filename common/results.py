@@ -27,10 +27,11 @@ def versions() -> dict[str, str]:
 
 def write_metrics(out: Path, *, chapter: str, data, args, wall_seconds: float,
                   models: dict[str, dict], extra: dict | None = None,
-                  epochs: int | None = None) -> Path:
+                  epochs: int | None = None, judge=None) -> Path:
     """Write `out/metrics.json`. `data` is a common.data.Dataset (or a dict for synthetic
     data); `models` maps each model's name to its numbers; `epochs` is the count the
-    run settled (common.training.prepare), else `--epochs`."""
+    run settled (common.training.prepare), else `--epochs`; `judge` is the
+    common.eval.classifier.FeatureClassifier that scored the run, if one did."""
     record = {
         "chapter": chapter,
         "dataset": data.as_dict() if hasattr(data, "as_dict") else data,
@@ -40,6 +41,7 @@ def write_metrics(out: Path, *, chapter: str, data, args, wall_seconds: float,
         "quick": bool(args.quick),
         "wall_time_s": round(wall_seconds, 1),
         "models": models,
+        **({"judge": judge.describe()} if judge is not None else {}),
         **(extra or {}),
         "date": datetime.date.today().isoformat(),
         "machine": {"cpus": _cpu_count(), "processor": platform.machine()},

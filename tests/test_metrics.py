@@ -1,8 +1,17 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from common.eval.classifier import FeatureClassifier
-from common.eval.metrics import fid_from_features, frechet_distance, gaussian_stats
+from common.eval.classifier import (
+    FeatureClassifier,
+    augment,
+    checksum,
+    robustness,
+    train_judge,
+    wilson_interval,
+)
+from common.eval.metrics import bootstrap_fid, fid_from_features, frechet_distance, gaussian_stats
 
 
 def test_frechet_distance_one_dimensional_closed_form():
@@ -46,14 +55,65 @@ def test_feature_classifier_trains_caches_and_measures(digits, tmp_path):
     assert first.conditional_accuracy(x, y) == pytest.approx(first.test_accuracy, abs=1e-6)
     assert first.conditional_accuracy(x, (y + 1) % 10) < 0.2
     assert first.features(x[:7]).shape == (7, 128)
-    scores = first.score_conditional(x, y, x, bar=0.99)
+    scores = first.score_conditional(x, y, digits, bar=0.99)
     assert scores["conditional_accuracy"] == pytest.approx(first.test_accuracy, abs=1e-4)
     hits = first.predict(x) == y
     assert scores["conditional_accuracy_per_class"][3] == pytest.approx(hits[y == 3].mean(),
                                                                          abs=1e-3)
     assert scores["bar_verdict"] == "missed" and scores["classifier_fid"] < 1e-2
-    assert first.score_conditional(x, y, x)["bar_verdict"] is None
+    low, high = scores["conditional_accuracy_ci95"]
+    assert low < scores["conditional_accuracy"] < high
+    assert scores["fid_floor"] > 0 and scores["judge"] == first.checksum
+    assert first.score_conditional(x, y, digits)["bar_verdict"] is None
+    assert first.describe()["robustness"]["clean"] == first.test_accuracy
     # Real images are closer to other real images than to noise, and to themselves.
     noise = np.random.default_rng(0).uniform(size=x.shape).astype("float32")
     assert first.fid(x[:256], x[256:]) < first.fid(x[:256], noise[:256])
     assert first.fid(x.reshape(len(x), -1), x) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_the_judge_trains_to_the_same_weights_twice(digits):
+    small = replace(digits, x_train=digits.x_train[:256], y_train=digits.y_train[:256])
+    first, second = (train_judge(small, epochs=1) for _ in range(2))
+    assert checksum(first) == checksum(second)
+    for a, b in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert checksum(train_judge(small, epochs=1, seed=1)) != checksum(first)
+
+
+def test_augmentation_keeps_half_clean_and_stays_in_range(digits):
+    x = digits.x_train[:400]
+    out = augment(x, np.random.default_rng(0))
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    unchanged = np.all(np.isclose(out, x), axis=(1, 2, 3)).mean()
+    assert 0.4 < unchanged < 0.75  # half untouched, a few touched ones drew no change
+
+
+def test_robustness_falls_without_the_augmentation(digits):
+    plain = train_judge(digits, epochs=2, augmented=False)
+    robust = train_judge(digits, epochs=2, augmented=True)
+    x, y = digits.x_test, digits.y_test
+    plain_scores, robust_scores = robustness(plain, x, y), robustness(robust, x, y)
+    assert set(plain_scores) == {"clean", "noise_0.1", "noise_0.2", "blur_1px"}
+    assert plain_scores["noise_0.2"] < plain_scores["clean"]  # noise costs the plain judge
+    assert robust_scores["noise_0.2"] > plain_scores["noise_0.2"] + 0.02
+
+
+def test_the_bootstrap_interval_covers_a_known_fid():
+    # Two Gaussians with the same covariance: FID = |mu_1 - mu_2|^2 = 1, exactly.
+    rng = np.random.default_rng(0)
+    covered = 0
+    for trial in range(20):
+        real = rng.normal(size=(3000, 4))
+        fake = rng.normal(size=(3000, 4)) + np.array([1.0, 0, 0, 0])
+        low, high = bootstrap_fid(real, fake, seed=trial, rounds=40)
+        covered += low <= 1.0 <= high
+        assert high - low < 0.4
+    assert covered >= 15  # a 95% interval, up to its own sampling error
+
+
+def test_the_wilson_interval():
+    low, high = wilson_interval(90, 100)
+    assert (round(low, 3), round(high, 3)) == (0.826, 0.945)  # the textbook example
+    assert wilson_interval(0, 20)[0] == 0.0 and wilson_interval(20, 20)[1] == 1.0
+    assert wilson_interval(0, 0) == (0.0, 1.0)

@@ -78,3 +78,15 @@ def test_docs_table_replaces_the_rows_of_real_runs_and_keeps_the_rest():
     assert "|  |  | mlp | old" not in merged  # the chapter's old rows went with it
     assert rows[1] == "| `ch2_vae` | d | vae | old | 2.0 min |  |  |  |  | x |"  # quick: kept
     assert merged.startswith("intro\n") and merged.endswith("outro")
+
+
+def test_rows_scored_by_different_judges_are_flagged():
+    def record(checksum):
+        return {"models": {"m": {"classifier_fid": 7.0, "fid_ci95": [6.5, 7.6]}},
+                "judge": {"dataset": "fashion_mnist", "checksum": checksum}}
+
+    same = run_all.results_markdown([("ch4_dcgan", record("aa")), ("ch5_ddpm", record("aa"))])
+    assert "Judge for fashion_mnist: `aa` (ch4_dcgan, ch5_ddpm)." in same
+    assert "Different judges" not in same and "classifier FID 7.00 [6.5, 7.6]" in same
+    mixed = run_all.results_markdown([("ch4_dcgan", record("aa")), ("ch5_ddpm", record("bb"))])
+    assert "Different judges" in mixed

@@ -8,16 +8,19 @@ this network once per dataset and image shape, and caches it under the output ro
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
+from scipy import ndimage
 
 from common.atomic import save_model, write_json, write_text
-from common.eval.metrics import fid_from_features
-from common.pipeline import batches
+from common.eval.metrics import bootstrap_fid, fid_from_features
+from common.training import cosine_adam
 
 
 def build_cnn_classifier(input_shape, num_classes: int, name: str = "cnn_classifier"):
@@ -41,48 +44,155 @@ def build_cnn_classifier(input_shape, num_classes: int, name: str = "cnn_classif
 
 CACHE_README = """\
 The judging classifiers of the generative chapters (common/eval/classifier.py), one per
-dataset, trained the first time a chapter scores samples on that data and reused after, so
-every chapter run on this machine is scored by the same instrument: classifier FID and
-conditional accuracy. Delete this folder to train them afresh.
+dataset, trained deterministically the first time a chapter scores samples on that data and
+reused after. Each .json beside a .keras file holds the judge's checksum, clean test accuracy
+and accuracy on noised and blurred test images; every metrics.json scored by a judge repeats
+its checksum. Delete this folder to train them afresh (the same checksum should come back).
 """
+JUDGE_SEED = 0  # the same judge for every chapter, whatever the chapter's --seed
+JUDGE_EPOCHS = 12
+NOISE_LEVELS = (0.1, 0.2)  # robustness: Gaussian pixel noise of these standard deviations
+BLUR_SIGMA = 1.0  # robustness: Gaussian blur of 1 pixel
+
+
+def gaussian_blur(images: np.ndarray, sigma) -> np.ndarray:
+    """Blur NHWC images over height and width (sigma per image, or one for all)."""
+    images = np.asarray(images, np.float32)
+    sigmas = np.broadcast_to(np.asarray(sigma, np.float64), (len(images),))
+    out = np.empty_like(images)
+    for value in np.unique(sigmas):
+        chosen = sigmas == value
+        out[chosen] = ndimage.gaussian_filter(images[chosen], (0, value, value, 0),
+                                              mode="constant") if value > 0 else images[chosen]
+    return out
+
+
+def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What generated images carry and real ones do not, drawn afresh each epoch: half the
+    images stay clean (clean accuracy must not suffer); the others are shifted by up to 2
+    pixels (p = 1/2), blurred with sigma 0.5-1.2 pixels (p = 1/3) and given Gaussian noise of
+    sigma up to 0.25 (p = 1/2), then clipped to [0, 1]."""
+    x = np.asarray(images, np.float32)
+    n, height, width = x.shape[:3]
+    touched = rng.random(n) < 0.5
+    shift = rng.integers(-2, 3, size=(2, n)) * (touched & (rng.random(n) < 0.5))
+    padded = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    rows = np.arange(height)[None, :] + 2 + shift[0][:, None]
+    cols = np.arange(width)[None, :] + 2 + shift[1][:, None]
+    x = padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    blur = np.where(touched & (rng.random(n) < 1 / 3), rng.uniform(0.5, 1.2, n), 0.0)
+    x = gaussian_blur(x, np.round(blur, 1))
+    noise = np.where(touched & (rng.random(n) < 0.5), rng.uniform(0.0, 0.25, n), 0.0)
+    x = x + noise[:, None, None, None] * rng.standard_normal(x.shape).astype(np.float32)
+    return np.clip(x, 0.0, 1.0).astype(np.float32)
+
+
+def checksum(model: keras.Model) -> str:
+    """The first 16 hex digits of the SHA-256 of the weights: two judges agree only if every
+    weight does, bit for bit."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight, np.float32).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def train_judge(data, *, epochs: int = JUDGE_EPOCHS, seed: int = JUDGE_SEED,
+                augmented: bool = True, verbose: int = 0) -> keras.Model:
+    """The judging CNN, trained deterministically: fixed seeds, op determinism on, the data
+    order and the augmentation drawn from one NumPy generator, one epoch per `fit` call on
+    arrays (no shuffling inside Keras). The same code, data and versions on the same kind of
+    CPU give the same weights (op determinism stays on in this process afterwards)."""
+    tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build_cnn_classifier(data.image_shape, data.num_classes, name="feature_classifier")
+    batch = min(128, len(data.x_train))
+    model.compile(optimizer=cosine_adam(1e-3, epochs * (len(data.x_train) // batch)),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    for epoch in range(epochs):
+        order = rng.permutation(len(data.x_train))
+        x = data.x_train[order]
+        x = augment(x, rng) if augmented else x
+        model.fit(x, data.y_train[order], batch_size=batch, epochs=epoch + 1,
+                  initial_epoch=epoch, shuffle=False, verbose=verbose)
+    return model
+
+
+def robustness(model: keras.Model, x: np.ndarray, y: np.ndarray, seed: int = 0) -> dict:
+    """Accuracy on the clean test images, with Gaussian noise of NOISE_LEVELS, and blurred."""
+    rng = np.random.default_rng(seed)
+
+    def accuracy(images):
+        probs = model.predict(np.clip(images, 0, 1), batch_size=512, verbose=0)
+        return float(np.mean(probs.argmax(axis=1) == y))
+
+    x = np.asarray(x, np.float32)
+    scores = {"clean": accuracy(x)}
+    for sigma in NOISE_LEVELS:
+        scores[f"noise_{sigma:g}"] = accuracy(x + sigma * rng.standard_normal(x.shape))
+    scores[f"blur_{BLUR_SIGMA:g}px"] = accuracy(gaussian_blur(x, BLUR_SIGMA))
+    return scores
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion hits / n (Wilson 1927): unlike the normal
+    approximation it stays inside [0, 1] and is honest near 0 and 1."""
+    if n == 0:
+        return 0.0, 1.0
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 class FeatureClassifier:
-    """A trained CNN classifier and its penultimate `features` layer."""
+    """The judge: a trained CNN classifier and its penultimate `features` layer."""
 
-    def __init__(self, model: keras.Model, test_accuracy: float, path: Path | None = None):
+    def __init__(self, model: keras.Model, info: dict, path: Path | None = None):
         self.model = model
-        self.test_accuracy = test_accuracy
+        self.info = info
+        self.test_accuracy = info["test_accuracy"]
         self.path = path
         self._features = keras.Model(model.inputs, model.get_layer("features").output)
         self.image_shape = tuple(model.input_shape[1:])
 
+    @property
+    def checksum(self) -> str:
+        return self.info["checksum"]
+
+    def describe(self) -> dict:
+        """What metrics.json records of the judge that scored a run."""
+        return {key: self.info.get(key) for key in ("dataset", "checksum", "test_accuracy",
+                                                    "robustness", "epochs", "augmented")}
+
     @classmethod
-    def for_dataset(cls, data, root: Path, *, epochs: int = 5, seed: int = 0,
-                    verbose: int = 0) -> FeatureClassifier:
-        """Load the cached classifier for `data`, or train (and cache) one."""
+    def for_dataset(cls, data, root: Path, *, epochs: int = JUDGE_EPOCHS,
+                    verbose: int = 0, augmented: bool = True) -> FeatureClassifier:
+        """Load the cached judge for `data`, or train (deterministically) and cache one."""
         shape = data.image_shape
         if len(shape) == 1:
             raise ValueError("give the classifier NHWC images, not flat vectors")
         slug = re.sub(r"[^A-Za-z0-9_]+", "-", data.name)
         stem = f"{slug}_{'x'.join(map(str, shape))}_{len(data.x_train)}"
         path = Path(root) / "_classifiers" / f"{stem}.keras"
-        info = path.with_suffix(".json")
-        if path.exists() and info.exists():
-            model = keras.saving.load_model(path)
-            return cls(model, json.loads(info.read_text())["test_accuracy"], path)
-        keras.utils.set_random_seed(seed)
-        model = build_cnn_classifier(shape, data.num_classes, name="feature_classifier")
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
-        batch = min(128, len(data.x_train))
-        model.fit(batches(data.x_train, data.y_train, batch_size=batch, seed=seed),
-                  epochs=epochs, verbose=verbose, shuffle=False)  # the pipeline shuffles
-        accuracy = float(model.evaluate(data.x_test, data.y_test, verbose=0)[1])
+        info_path = path.with_suffix(".json")
+        if path.exists() and info_path.exists():
+            info = json.loads(info_path.read_text())
+            if "checksum" in info and info.get("augmented") == augmented:
+                judge = cls(keras.saving.load_model(path), info, path)
+                print(f"judge: {path} (checksum {judge.checksum})")
+                return judge
+        print(f"training the judge for {data.name} ({epochs} epochs, deterministic)")
+        model = train_judge(data, epochs=epochs, augmented=augmented, verbose=verbose)
+        info = {"dataset": data.name, "checksum": checksum(model), "epochs": epochs,
+                "augmented": augmented, "seed": JUDGE_SEED,
+                "robustness": robustness(model, data.x_test, data.y_test)}
+        info["test_accuracy"] = info["robustness"]["clean"]
         save_model(model, path)
-        write_json(info, {"dataset": data.name, "test_accuracy": accuracy, "epochs": epochs})
+        write_json(info_path, info)
         write_text(path.parent / "README.txt", CACHE_README)
-        return cls(model, accuracy, path)
+        print(f"judge: {path} (checksum {info['checksum']}; accuracy {info['robustness']})")
+        return cls(model, info, path)
 
     def _prepare(self, images) -> np.ndarray:
         return np.asarray(images, dtype=np.float32).reshape((-1, *self.image_shape))
@@ -98,30 +208,55 @@ class FeatureClassifier:
         """Classifier FID between two image sets (lower is closer)."""
         return fid_from_features(self.features(real_images), self.features(generated_images))
 
+    def fid_report(self, data, generated_images, *, seed: int = 0) -> dict:
+        """Classifier FID of `generated_images` against the test set, with its spread (a 95%
+        bootstrap interval over the samples) and its floor (as many real training images
+        against the same test set: what a perfect generator would score at this count)."""
+        real = self.features(data.x_test)
+        fake = self.features(generated_images)
+        count = min(len(fake), len(data.x_train))
+        floor = fid_from_features(real, self.features(data.x_train[:count]))
+        low, high = bootstrap_fid(real, fake, seed=seed)
+        return {"classifier_fid": round(fid_from_features(real, fake), 3),
+                "fid_ci95": [round(low, 3), round(high, 3)], "fid_floor": round(floor, 3),
+                "fid_samples": len(fake), "judge": self.checksum}
+
     def conditional_accuracy(self, generated_images, requested_labels) -> float:
         """Share of generated images classified as the class they were asked to show."""
         return float(np.mean(self.predict(generated_images) == np.asarray(requested_labels)))
 
-    def score_conditional(self, generated_images, requested_labels, real_images,
+    def score_conditional(self, generated_images, requested_labels, data,
                           bar: float | None = None) -> dict:
         """What a conditional generator's chapter reports: the conditional accuracy overall
-        and per requested class, the classifier FID against `real_images`, and the bar with
-        its verdict ("met"/"missed"; None where no bar is set for the data)."""
+        (with its 95% interval) and per requested class, the classifier FID against the test
+        set of `data` (with spread and floor, `fid_report`), and the bar with its verdict
+        ("met"/"missed"; None where no bar is set for the data)."""
         requested = np.asarray(requested_labels)
         hits = self.predict(generated_images) == requested
         accuracy = float(np.mean(hits))
+        low, high = wilson_interval(int(hits.sum()), len(hits))
         return {"conditional_accuracy": round(accuracy, 4),
+                "conditional_accuracy_ci95": [round(low, 4), round(high, 4)],
                 "conditional_accuracy_per_class": [round(float(np.mean(hits[requested == c])), 3)
                                                    for c in np.unique(requested)],
-                "classifier_fid": round(self.fid(real_images, generated_images), 3),
+                **self.fid_report(data, generated_images),
                 "classifier_test_accuracy": round(self.test_accuracy, 4),
                 "conditional_accuracy_bar": bar,
                 "bar_verdict": None if bar is None else ("met" if accuracy >= bar else "missed")}
 
 
 def describe_scores(scores: dict) -> str:
-    """One line of FeatureClassifier.score_conditional's numbers, with the bar's verdict."""
+    """One line of FeatureClassifier.score_conditional's numbers, with intervals and the
+    bar's verdict."""
     bar = scores["conditional_accuracy_bar"]
     verdict = "" if bar is None else f" (bar {bar}: {scores['bar_verdict']})"
-    return (f"conditional accuracy {scores['conditional_accuracy']:.3f}{verdict}; "
-            f"classifier FID {scores['classifier_fid']:.2f}")
+    low, high = scores["conditional_accuracy_ci95"]
+    return (f"conditional accuracy {scores['conditional_accuracy']:.3f} [{low:.3f}, {high:.3f}]"
+            f"{verdict}; {describe_fid(scores)}")
+
+
+def describe_fid(report: dict) -> str:
+    """'classifier FID 7.44 [7.1, 7.9], floor 1.2 (1,000 samples)' from `fid_report`."""
+    low, high = report["fid_ci95"]
+    return (f"classifier FID {report['classifier_fid']:.2f} [{low:.2f}, {high:.2f}], floor "
+            f"{report['fid_floor']:.2f} ({report['fid_samples']:,} samples)")
