@@ -217,7 +217,8 @@ def update_docs(records: list[tuple[str, dict]], root: Path, peak: float | None,
         source = root / script / name
         if source.exists():
             image = Image.open(source).convert("RGB")
-            image.thumbnail((520, 520))
+            image.thumbnail((480, 480))
+            image = image.quantize(colors=128)  # a small file for the repository
             target = docs / "images" / f"{script}_{name}"
             with atomic_path(target) as tmp:
                 image.save(tmp, format="PNG", optimize=True)
