@@ -68,7 +68,7 @@ TABLE_START = "<!-- run_all: the table below"
 TABLE_END = "<!-- run_all: end of table -->"
 # README's pictures, copied from real runs by --docs
 DOC_IMAGES = [("ch2_vae", "latent_scatter.png"), ("ch2_vae", "vae_latent_grid.png"),
-              ("ch4_dcgan", "samples.png"), ("ch5_ddpm", "reverse_process.png")]
+              ("ch3_vqvae", "samples.png"), ("ch4_dcgan", "samples.png")]
 
 # The numbers shown per model, in this order, when a model reports them (at most four).
 HEADLINES = [
