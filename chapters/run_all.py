@@ -86,12 +86,16 @@ HEADLINES = [
 ]
 
 
+# the 95% interval recorded beside a headline number (common.eval.classifier)
+INTERVALS = {"classifier_fid": "fid_ci95"}
+
+
 def headline(numbers: dict) -> str:
     shown = []
     for key, fmt in HEADLINES:
         value = numbers.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            interval = numbers.get(f"{key}_ci95")  # a 95% interval, where the run gave one
+            interval = numbers.get(INTERVALS.get(key, f"{key}_ci95"))  # where the run gave one
             shown.append(fmt.format(value) + (" [{}, {}]".format(*interval) if interval else ""))
     return "; ".join(shown[:4])
 

@@ -47,9 +47,9 @@ def test_fid_from_features_sees_a_shift():
 
 
 def test_feature_classifier_trains_caches_and_measures(digits, tmp_path):
-    first = FeatureClassifier.for_dataset(digits, tmp_path, epochs=3)
+    first = FeatureClassifier.for_dataset(digits, tmp_path, epochs=8)
     assert first.path.exists() and first.test_accuracy > 0.6
-    again = FeatureClassifier.for_dataset(digits, tmp_path, epochs=3)
+    again = FeatureClassifier.for_dataset(digits, tmp_path, epochs=8)
     assert again.test_accuracy == first.test_accuracy  # loaded, not retrained
     x, y = digits.x_test, digits.y_test
     assert first.conditional_accuracy(x, y) == pytest.approx(first.test_accuracy, abs=1e-6)
@@ -90,8 +90,8 @@ def test_augmentation_keeps_half_clean_and_stays_in_range(digits):
 
 
 def test_robustness_falls_without_the_augmentation(digits):
-    plain = train_judge(digits, epochs=2, augmented=False)
-    robust = train_judge(digits, epochs=2, augmented=True)
+    plain = train_judge(digits, epochs=8, augmented=False)
+    robust = train_judge(digits, epochs=8, augmented=True)
     x, y = digits.x_test, digits.y_test
     plain_scores, robust_scores = robustness(plain, x, y), robustness(robust, x, y)
     assert set(plain_scores) == {"clean", "noise_0.1", "noise_0.2", "blur_1px"}
