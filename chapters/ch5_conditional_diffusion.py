@@ -11,11 +11,11 @@ and the guidance scale w moves along a trade-off: w = 0 ignores the label (uncon
 samples), w = 1 is the plain conditional model, and w > 1 pushes each sample further towards
 what makes it class y, more recognisable and less varied (guidance_scales.png).
 
-Measured with the feature classifier (common.eval.classifier): the conditional accuracy of DDIM-50
-samples at each guidance scale (bars at w = 2: >= 0.97 on MNIST, >= 0.90 on Fashion-MNIST) and
-their classifier FID. The scale of the bar (--guidance) is scored on --fid-samples samples, the
-others on 30% as many to keep the sweep affordable on a CPU; FID grows as the sample count
-shrinks, so compare FIDs only between equal counts.
+Measured with the feature classifier (common.eval.classifier): the conditional accuracy of
+samples (--sampler, DDIM-50 unless told) at each guidance scale (bars at w = 2: >= 0.97 on
+MNIST, >= 0.90 on Fashion-MNIST) and their classifier FID. The scale of the bar (--guidance)
+is scored on --fid-samples samples, the others on 30% as many to keep the sweep affordable on
+a CPU; FID grows as the sample count shrinks, so compare FIDs only between equal counts.
 
 Run:  python chapters/ch5_conditional_diffusion.py [--dataset fashion_mnist] [--guidance 2]
 """
@@ -44,7 +44,7 @@ from common.cli import (
     plural,
     run,
 )
-from common.diffusion.samplers import sample_ddim
+from common.diffusion.samplers import describe, sample
 from common.diffusion.trainer import (
     BATCH_SIZE,
     add_diffusion_flags,
@@ -66,15 +66,17 @@ SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
 BARS = {"mnist": 0.97, "fashion_mnist": 0.90}
 
 
-def guided_samples(model, labels, guidance: float, seed: int,
-                   steps: int = 50) -> np.ndarray:
-    """DDIM samples (50 steps unless told) of the requested classes at guidance scale w, in
-    [0, 1]. Guidance extrapolates past the conditional prediction, so the predicted x_0 is
-    clipped to [-1, 1] at every step (higher accuracy and lower FID; see docs/results.md)."""
+def guided_samples(model, labels, guidance: float, seed: int, sampler: str = "ddim",
+                   steps: int | None = None) -> np.ndarray:
+    """Samples of the requested classes at guidance scale w, in [0, 1], drawn with `sampler`
+    (DDIM-50 unless told). Guidance extrapolates past the conditional prediction, so the
+    predicted x_0 is clipped to [-1, 1] at every step (higher accuracy and lower FID; see
+    docs/results.md)."""
     labels = np.asarray(labels, np.int32)
-    return to_unit_range(sample_ddim(model.ema_network, model.schedule, (len(labels), *SHAPE),
-                                     labels=labels, guidance=guidance, sampling_steps=steps,
-                                     null_class=model.num_classes, seed=seed, clip=True))
+    return to_unit_range(sample(model.ema_network, model.schedule, (len(labels), *SHAPE),
+                                sampler=sampler, sampling_steps=steps, labels=labels,
+                                guidance=guidance, null_class=model.num_classes, seed=seed,
+                                clip=True))
 
 
 def main(argv=None) -> int:
@@ -104,22 +106,26 @@ def main(argv=None) -> int:
 
     judge = FeatureClassifier.for_dataset(data, args.out.parent)
     per_class = max(1, (min(args.fid_samples, 100) if args.quick else args.fid_samples) // k)
-    steps = 10 if args.quick else 50  # a smoke test checks the plumbing, not the samples
+    # a smoke test checks the plumbing, not the samples: few steps
+    steps = min(args.sampling_steps or 10, 10) if args.quick and args.sampler != "ddpm" \
+        else args.sampling_steps
+    draw = {"sampler": args.sampler, "steps": steps}
+    label = describe(args.sampler, steps)
     scores = {}
     for w in sorted({*SCALES, args.guidance}):  # the sweep costs 2 U-Net passes per DDIM step
         count = per_class if w == args.guidance else max(1, round(per_class * SIDE_SHARE))
         asked = np.repeat(np.arange(k), count)
-        images = guided_samples(model, asked, w, args.seed, steps)
+        images = guided_samples(model, asked, w, args.seed, **draw)
         bar = BARS.get(data.name) if w == args.guidance else None
         scores[w] = judge.score_conditional(images, asked, data, bar)
         print(f"w = {w:g}: {describe_scores(scores[w])}")
     chosen = scores[args.guidance]
 
     grid_labels = np.repeat(np.arange(k), 10)
-    figures.image_grid(guided_samples(model, grid_labels, args.guidance, args.seed + 1, steps),
+    figures.image_grid(guided_samples(model, grid_labels, args.guidance, args.seed + 1, **draw),
                        args.out / "class_grid.png", ncols=10, row_labels=data.class_names,
-                       suptitle=f"One row per class, guidance w = {args.guidance:g} (DDIM-{steps})")
-    rows = [guided_samples(model, np.full(10, args.show_class), w, args.seed + 2, steps)
+                       suptitle=f"One row per class, guidance w = {args.guidance:g} ({label})")
+    rows = [guided_samples(model, np.full(10, args.show_class), w, args.seed + 2, **draw)
             for w in SCALES]
     figures.image_grid(np.concatenate(rows), args.out / "guidance_scales.png", ncols=10,
                        row_labels=[f"w = {w:g}" for w in SCALES],
@@ -132,7 +138,7 @@ def main(argv=None) -> int:
     save_model(model.ema_network, args.out / "unet_ema.keras")
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
                   judge=judge, wall_seconds=run_info.elapsed(), models={"cfg_diffusion": {
-                      "guidance": args.guidance, **chosen,
+                      "guidance": args.guidance, "sampler": label, **chosen,
                       "by_guidance": {f"{w:g}": {key: v[key] for key in (
                           "conditional_accuracy", "conditional_accuracy_ci95",
                           "classifier_fid", "fid_ci95", "fid_samples")}

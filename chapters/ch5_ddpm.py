@@ -19,10 +19,11 @@ B, scaled down for a CPU), built below:
 - two resolutions (28 and 14) and a middle at 7x7 with optional self-attention; skips
   concatenate each encoder level to the decoder level of the same size.
 
-Measured: classifier FID of DDIM-50 samples against the test set (common.eval.classifier), the time
-to draw 64 images with DDPM-1000 and with DDIM-50 and the FID of each, and training throughput.
-64 images are too few for a fair FID; chapters/ch5_samplers.py compares the samplers on 1,000
-images from the same noise, at several DDIM step counts, using the U-Net this script saves.
+Measured: classifier FID of samples against the test set (common.eval.classifier), drawn with
+--sampler (DDIM-50 unless told), the time to draw 64 images with DDPM-1000 and with DDIM-50
+and the FID of each, and training throughput. 64 images are too few for a fair FID;
+chapters/ch5_samplers.py compares the samplers on thousands of images from the same noises,
+using the U-Net this script saves.
 
 Run:  python chapters/ch5_ddpm.py [--dataset fashion_mnist] [--epochs 6]
 """
@@ -45,7 +46,7 @@ from keras import layers
 from common import figures
 from common.atomic import save_model
 from common.cli import make_parser, parse, plural, run
-from common.diffusion.samplers import sample_ddim, sample_ddpm
+from common.diffusion.samplers import describe, sample, sample_ddim, sample_ddpm
 from common.diffusion.schedule import Schedule, TimestepEmbedding
 from common.diffusion.trainer import (
     BATCH_SIZE,
@@ -185,11 +186,13 @@ def main(argv=None) -> int:
 
     judge = FeatureClassifier.for_dataset(data, args.out.parent)
     n_fid = min(args.fid_samples, 64) if args.quick else args.fid_samples
-    print(f"\nsampling {n_fid} images with DDIM-50 for the FID")
-    ddim = to_unit_range(sample_ddim(model.ema_network, model.schedule, (n_fid, *SHAPE),
-                                     seed=args.seed))
-    scored = judge.fid_report(data, ddim)
-    print(f"DDIM-50 samples: {describe_fid(scored)}")
+    label = describe(args.sampler, args.sampling_steps)
+    print(f"\nsampling {n_fid} images with {label} for the FID")
+    drawn = to_unit_range(sample(model.ema_network, model.schedule, (n_fid, *SHAPE),
+                                 sampler=args.sampler, sampling_steps=args.sampling_steps,
+                                 seed=args.seed))
+    scored = judge.fid_report(data, drawn)
+    print(f"{label} samples: {describe_fid(scored)}")
     timing, strips = {}, None
     if not args.quick:  # 1000 network passes per image: minutes, so not in a smoke test
         timing, strips = compare_samplers(model, judge, data, 64, args.seed)
@@ -197,15 +200,15 @@ def main(argv=None) -> int:
               f"{timing['ddpm_fid']:.1f}), DDIM-50 {timing['ddim_seconds']:.1f} s (FID "
               f"{timing['ddim_fid']:.1f}); ratio {timing['time_ratio']:.3f}")
     reverse_process_figure(model, args.out / "reverse_process.png", args.seed, strips)
-    figures.image_grid(ddim[:100], args.out / "samples.png", ncols=10,
-                       suptitle="DDIM-50 samples from the EMA weights")
+    figures.image_grid(drawn[:100], args.out / "samples.png", ncols=10,
+                       suptitle=f"{label} samples from the EMA weights")
     figures.curves({"train MSE on the noise": run_.history["loss"]}, args.out / "loss_curve.png",
                    title="DDPM training loss", ylabel="MSE")
     save_model(model.ema_network, args.out / "unet_ema.keras")
     save_model(model.network, args.out / "unet.keras")  # the last trained weights, to compare
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
                   judge=judge, wall_seconds=run_info.elapsed(), models={"ddpm": {
-                      **scored, **timing,
+                      "sampler": label, **scored, **timing,
                       "params": model.network.count_params(), "channels": args.channels,
                       **run_.speed()}})
     print(f"\nFigures, the U-Nets (EMA and last) and metrics.json are in {args.out}/ "

@@ -1,23 +1,34 @@
-"""Chapter 5, continued: how many steps does sampling need? DDIM against DDPM-1000.
+"""Chapter 5, continued: how many network passes does sampling need? Four samplers, same noise.
 
-Ancestral DDPM sampling takes all T = 1000 steps, adding fresh noise at each. DDIM (Song et
-al. 2021, eq. 12) visits S of them and, with eta = 0, adds none: x_T is mapped to an image
-deterministically, along a discretisation of the probability-flow ODE that gets finer as S
-grows. This script takes the U-Net that ch5_ddpm trained, draws the same N starting noises
-through DDPM-1000 and through DDIM at several S, and scores every set with the classifier FID
-that chapter uses (same classifier, same test set), so the only difference is the sampler.
+Ancestral DDPM sampling takes all T = 1000 steps, adding fresh noise at each. DDIM (Song et al.
+2021, eq. 12) visits S of them and, with eta = 0, adds none: x_T is mapped to an image
+deterministically, along a first-order discretisation of the probability-flow ODE.
+DPM-Solver++(2M) (Lu et al. 2022) solves the same ODE to second order, reusing the previous
+step's prediction, so it needs fewer steps for the same accuracy; its stochastic form
+(SDE-DPM-Solver++(2M)) adds fresh noise at every step, as ancestral sampling does, which
+washes out part of the network's errors instead of carrying them to the end
+(common/diffusion/samplers.py has the update rules).
 
-What to expect: FID falls quickly with S and then levels off above DDPM-1000's. The
-deterministic path has no fresh noise to wash out the network's errors, so even a fine
-ODE solve keeps them. The DDIM authors' CIFAR-10 table (Song et al. 2021, Table 1) has the
-same shape: FID 4.67 at S = 50 and 4.04 at S = 1000, against 3.17 for ancestral sampling
-over all 1000 steps with sigma_t^2 = beta_t.
+This script takes the U-Net that ch5_ddpm trained, draws the same starting noises through
+every sampler at each step count and through DDPM-1000, and scores every set with the classifier
+FID that chapter uses (same classifier, same test set), so the only difference is the sampler.
+A 1,000-sample FID moves by about 10% from one set of noises to another, so each sampler is
+scored on --noise-sets independent sets (2,000 samples each by default) and both numbers are
+reported: a gap counts only where both sets agree.
 
-Figures: fid_vs_steps.png (FID against network passes per image) and same_noise.png (ten
-starting noises, one row per sampler). The same noise gives the same image at every S once
-S is large enough, and a different one under DDPM, whose path is random.
+What to expect: DDIM's FID falls with S and levels off above DDPM-1000's; DPM-Solver++ reaches
+DDIM-50's level in fewer passes; the stochastic solver can come closest to DDPM-1000. The
+DDIM authors' CIFAR-10 table (Song et al. 2021, Table 1) has the deterministic shape: FID 4.67
+at S = 50 and 4.04 at S = 1000, against 3.17 for ancestral sampling over all 1000 steps.
 
-Run:  python chapters/ch5_ddpm.py, then  python chapters/ch5_samplers.py [--samples 1000]
+Figures: fid_vs_steps.png (FID against network passes per image, one line per sampler) and
+same_noise.png (ten starting noises, one row per sampler and step count).
+
+Cost: every image of DDPM-1000 takes 1000 U-Net passes; the defaults (two sets of 2,000
+images through DDPM-1000 and nine few-step samplers) take hours on a 2-core CPU. Pass fewer
+--samples, or leave ddpm out of --samplers, for a quicker look.
+
+Run:  python chapters/ch5_ddpm.py, then  python chapters/ch5_samplers.py [--samples 2000]
 """
 
 from __future__ import annotations
@@ -43,12 +54,13 @@ from common.cli import (
     make_parser,
     non_negative_float,
     parse,
+    plural,
     positive_int,
     run,
     writable_dir_problem,
 )
 from common.data import check_name
-from common.diffusion.samplers import sample_ddim, sample_ddpm
+from common.diffusion.samplers import SAMPLERS, describe, network_passes, sample
 from common.diffusion.schedule import Schedule
 from common.errors import UserError
 from common.eval.classifier import FeatureClassifier, describe_fid
@@ -58,8 +70,9 @@ from common.summary import print_summary
 from common.training import prepare
 
 CHAPTER = "ch5_samplers"
-STEPS = (10, 20, 50, 100, 200)
-BATCH = 500  # images per sampler call: the noise of batch i comes from seed + i
+STEPS = (10, 20, 50)
+BATCH = 500  # images per sampler call: the noise of batch i of set k comes from seed + 1000k + i
+SET_STRIDE = 1000
 SHOWN = 10  # starting noises in same_noise.png
 QUICK_SAMPLES = 2 * SHOWN
 
@@ -77,11 +90,21 @@ def step_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
+def sampler_names(text: str) -> tuple[str, ...]:
+    """The --samplers flag: 'dpmpp,ddim' -> ('ddim', 'dpmpp'), in SAMPLERS' order."""
+    names = {part.strip() for part in text.split(",")}
+    unknown = sorted(names - set(SAMPLERS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown sampler {unknown[0]!r}; choose from "
+                                         f"{', '.join(SAMPLERS)}")
+    return tuple(name for name in SAMPLERS if name in names)
+
+
 def main(argv=None) -> int:
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=None,
                          dataset=None, trains=False,
-                         quick_help=f"smoke test: {QUICK_SAMPLES} images per sampler, the two "
-                                    "smallest --steps and DDPM-1000, scored against 512 test "
+                         quick_help=f"smoke test: {QUICK_SAMPLES} images per sampler and noise "
+                                    "set, the two smallest --steps, scored against 512 test "
                                     "images")
     parser.add_argument("--run", type=Path, default=OUTPUT_ROOT / "ch5_ddpm",
                         help="the ch5_ddpm output folder whose unet_ema.keras is sampled "
@@ -89,11 +112,17 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", default=None,
                         help="the test set to score against (default: the one the run was "
                              "trained on, from its metrics.json)")
-    parser.add_argument("--samples", type=positive_int, default=1000,
-                        help="images per sampler (default 1000; DDPM-1000 takes minutes per "
-                             "hundred on a CPU)")
+    parser.add_argument("--samplers", type=sampler_names, default=SAMPLERS,
+                        help=f"which to compare, comma-separated (default {','.join(SAMPLERS)}; "
+                             "ddpm always takes 1000 steps)")
+    parser.add_argument("--samples", type=positive_int, default=2000,
+                        help="images per sampler and noise set (default 2000)")
+    parser.add_argument("--noise-sets", type=positive_int, default=2,
+                        help="independent sets of starting noises, each scored on its own "
+                             "(default 2)")
     parser.add_argument("--steps", type=step_counts, default=STEPS,
-                        help=f"DDIM step counts (default {','.join(map(str, STEPS))})")
+                        help="step counts of the few-step samplers (default "
+                             f"{','.join(map(str, STEPS))})")
     parser.add_argument("--eta", type=non_negative_float, default=0.0,
                         help="DDIM's noise: 0 is deterministic, 1 the DDPM posterior's "
                              "(default 0)")
@@ -122,55 +151,83 @@ def main(argv=None) -> int:
     judge = FeatureClassifier.for_dataset(data, root)
     results, shown = compare(network, judge, data, args)
     print("\n" + table(results))
-    ddim = [r for k, r in results.items() if k.startswith("ddim")]
-    reference = results["ddpm_1000"]["classifier_fid"]
-    figures.curves({f"DDIM, eta = {args.eta:g}": [r["classifier_fid"] for r in ddim]},
-                   args.out / "fid_vs_steps.png", x=[r["network_passes"] for r in ddim],
-                   logx=True, xlabel="network passes per image (sampling steps)",
-                   ylabel=f"classifier FID ({args.samples} samples)",
-                   references={"DDPM-1000": reference, "DDPM-1000 + 20%": 1.2 * reference},
-                   title="Fewer steps: DDIM against ancestral DDPM, same noise")
+    lines, passes = {}, {}
+    for record in results.values():
+        if record["sampler"] != "ddpm":
+            label = record["label"].rsplit("-", 1)[0]
+            lines.setdefault(label, []).append(record["classifier_fid"])
+            passes.setdefault(label, []).append(record["network_passes"])
+    reference = results.get("ddpm_1000", {}).get("classifier_fid")
+    figures.curves(lines, args.out / "fid_vs_steps.png", x=passes, logx=True,
+                   xlabel="network passes per image",
+                   ylabel=f"classifier FID ({args.samples:,} samples, mean of "
+                          f"{plural(args.noise_sets, 'set')})",
+                   references={"DDPM-1000": reference, "DDPM-1000 + 10%": 1.1 * reference}
+                   if reference else None,
+                   title="Fewer passes: each sampler from the same noises")
     figures.image_grid(np.concatenate(shown), args.out / "same_noise.png",
                        ncols=len(shown[0]),
-                       row_labels=[k.replace("_", "-").upper() for k in results],
+                       row_labels=[r["label"] for r in results.values()],
                        suptitle="The same starting noise through each sampler")
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args, judge=judge,
                   wall_seconds=time.perf_counter() - started, models=results,
-                  extra={"run": str(args.run), "eta": args.eta})
+                  extra={"run": str(args.run), "eta": args.eta,
+                         "noise_sets": args.noise_sets})
     print(f"\nFigures and metrics.json are in {args.out}/ (start with fid_vs_steps.png)")
     return 0
 
 
 def compare(network, judge, data, args):
-    """Draw args.samples images with DDIM at each of args.steps and with DDPM-1000, from the
-    same noises (batch i of every sampler starts from seed + i); time and score each set.
-    Returns {sampler: numbers} and the first SHOWN images of each."""
-    shape = data.image_shape
-    samplers = [(f"ddim_{s}", s, lambda n, seed, s=s: sample_ddim(
-        network, Schedule(), (n, *shape), sampling_steps=s, eta=args.eta, seed=seed))
-        for s in args.steps]
-    samplers.append(("ddpm_1000", 1000, lambda n, seed: sample_ddpm(
-        network, Schedule(), (n, *shape), seed=seed)))
+    """Draw args.samples images with every sampler at each of args.steps (DDPM at 1000), on
+    each of args.noise_sets sets of starting noises (batch i of set k starts from
+    seed + 1000 k + i, the same for every sampler); time and score each set.
+    Returns {sampler_steps: numbers} and the first SHOWN images of each sampler's first set."""
+    schedule = Schedule()
+    runs = [(name, steps) for name in args.samplers if name != "ddpm" for steps in args.steps]
+    if "ddpm" in args.samplers:
+        runs.append(("ddpm", schedule.steps))
     results, shown = {}, []
-    for key, passes, sampler in samplers:
-        print(f"\n{key}: drawing {args.samples} images ({passes} network passes each)",
-              flush=True)
-        began = time.perf_counter()
-        images = np.concatenate([sampler(min(BATCH, args.samples - i), args.seed + i // BATCH)
-                                 for i in range(0, args.samples, BATCH)])
-        seconds = time.perf_counter() - began
-        images = to_unit_range(images)
-        scored = judge.fid_report(data, images, seed=args.seed)
-        results[key] = {**scored, "network_passes": passes, "seconds": round(seconds, 1),
-                        "samples": args.samples}
-        shown.append(images[:SHOWN])
-        print(f"{key}: {describe_fid(scored)} in {seconds:.0f} s")
-    reference = results["ddpm_1000"]
-    for record in results.values():
-        record["fid_vs_ddpm_1000"] = round(record["classifier_fid"]
-                                           / reference["classifier_fid"], 3)
+    for name, steps in runs:
+        label, passes = describe(name, steps), network_passes(schedule, name, steps)
+        extra = {"eta": args.eta} if name == "ddim" else {}
+        sets = []
+        for k in range(args.noise_sets):
+            print(f"\n{label}, noise set {k + 1}: drawing {args.samples:,} images ({passes} "
+                  "network passes each)", flush=True)
+            began = time.perf_counter()
+            images = np.concatenate([
+                sample(network, schedule, (min(BATCH, args.samples - i), *data.image_shape),
+                       sampler=name, sampling_steps=steps,
+                       seed=args.seed + SET_STRIDE * k + i // BATCH, **extra)
+                for i in range(0, args.samples, BATCH)])
+            seconds = time.perf_counter() - began
+            images = to_unit_range(images)
+            sets.append({**judge.fid_report(data, images, seed=args.seed),
+                         "seconds": round(seconds, 1)})
+            if k == 0:
+                shown.append(images[:SHOWN])
+            print(f"{label}: {describe_fid(sets[-1])} in {seconds:.0f} s")
+        fids = [s["classifier_fid"] for s in sets]
+        results[f"{name}_{steps}"] = {
+            "sampler": name, "label": label, "sampling_steps": steps, "network_passes": passes,
+            "classifier_fid": round(float(np.mean(fids)), 3), "fid_by_noise_set": fids,
+            "fid_ci95_by_noise_set": [s["fid_ci95"] for s in sets],
+            "fid_floor": sets[0]["fid_floor"], "fid_samples": args.samples,
+            "samples": args.samples, "judge": judge.checksum,
+            "seconds": round(float(np.mean([s["seconds"] for s in sets])), 1)}
+    return against_ddpm(results), shown
+
+
+def against_ddpm(results: dict) -> dict:
+    """Where DDPM-1000 ran, each sampler's FID on every noise set as a multiple of DDPM-1000's
+    on the same set, and its time as a share of DDPM-1000's."""
+    reference = results.get("ddpm_1000")
+    for record in results.values() if reference else ():
+        record["fid_vs_ddpm_1000_by_noise_set"] = [
+            round(f / r, 3) for f, r in zip(record["fid_by_noise_set"],
+                                            reference["fid_by_noise_set"])]
         record["time_vs_ddpm_1000"] = round(record["seconds"] / reference["seconds"], 4)
-    return results, shown
+    return results
 
 
 def print_network(run_dir: Path) -> int:
@@ -212,13 +269,15 @@ def trained_on(run_dir: Path) -> str:
 
 
 def table(results: dict) -> str:
-    """A plain-text table, one row per sampler."""
-    lines = [f"{'sampler':<10} {'passes':>6} {'FID':>7} {'x DDPM':>7} {'seconds':>8} "
-             f"{'x DDPM time':>11}"]
-    for key, r in results.items():
-        lines.append(f"{key:<10} {r['network_passes']:>6} {r['classifier_fid']:>7.2f} "
-                     f"{r['fid_vs_ddpm_1000']:>7.2f} {r['seconds']:>8.1f} "
-                     f"{r['time_vs_ddpm_1000']:>11.3f}")
+    """A plain-text table, one row per sampler: the FID of each noise set, and (where DDPM-1000
+    ran) each set's FID as a multiple of DDPM-1000's on the same set."""
+    lines = [f"{'sampler':<26} {'passes':>6} {'FID by noise set':>18} {'x DDPM-1000':>14} "
+             f"{'seconds':>8}"]
+    for r in results.values():
+        fids = " / ".join(f"{f:.2f}" for f in r["fid_by_noise_set"])
+        ratios = " / ".join(f"{x:.2f}" for x in r.get("fid_vs_ddpm_1000_by_noise_set", []))
+        lines.append(f"{r['label']:<26} {r['network_passes']:>6} {fids:>18} {ratios:>14} "
+                     f"{r['seconds']:>8.1f}")
     return "\n".join(lines)
 
 

@@ -70,11 +70,12 @@ def image_grid(images, path, *, ncols: int = 10, titles=None, row_labels=None,
 def curves(series: dict[str, list[float]], path, *, title: str, ylabel: str,
            xlabel: str = "epoch", hline: float | None = None, logy: bool = False,
            x=None, logx: bool = False, references: dict[str, float] | None = None) -> Path:
-    """Line plot of named series (e.g. train and validation loss per epoch, or against `x`),
-    with optional dashed reference levels `references` {label: y}."""
+    """Line plot of named series (e.g. train and validation loss per epoch, or against `x`:
+    one list for all, or {name: list} per series), with optional dashed reference levels
+    `references` {label: y}."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for name, values in series.items():
-        xs = range(1, len(values) + 1) if x is None else x
+        xs = range(1, len(values) + 1) if x is None else x[name] if isinstance(x, dict) else x
         ax.plot(xs, values, marker="o", markersize=3, label=name)
     if hline is not None:
         ax.axhline(hline, color="gray", linestyle="--", linewidth=1)

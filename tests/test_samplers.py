@@ -1,4 +1,4 @@
-"""chapters/ch5_samplers.py: DDIM at several step counts against DDPM-1000, same noise."""
+"""chapters/ch5_samplers.py: every sampler at several step counts, same noises, two noise sets."""
 
 import argparse
 import json
@@ -6,9 +6,10 @@ import json
 import pytest
 
 from chapters.ch5_ddpm import build_unet
+from chapters.ch5_samplers import against_ddpm, step_counts
 from chapters.ch5_samplers import main as samplers_main
-from chapters.ch5_samplers import step_counts
 from common.atomic import save_model
+from common.cli import run
 from tests.conftest import run_script
 
 
@@ -28,42 +29,59 @@ def test_step_counts_are_sorted_unique_and_within_the_schedule():
             step_counts(bad)
 
 
-def test_quick_run_scores_every_sampler_on_the_same_images(tmp_path):
+def test_quick_run_scores_every_sampler_on_two_noise_sets(tmp_path):
     run = trained_run(tmp_path / "ch5_ddpm")
     out = tmp_path / "ch5_samplers"
     result = run_script("chapters/ch5_samplers.py", "--quick", "--run", run, "--out", out,
-                        "--steps", "5,2,50", timeout=600)
+                        "--steps", "5,2,50", "--samplers", "dpmpp_sde,ddim", timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"]["name"] == "mnist5k"  # read from the run's metrics.json
     models = metrics["models"]
-    assert list(models) == ["ddim_2", "ddim_5", "ddpm_1000"]  # --quick keeps two step counts
-    assert [m["network_passes"] for m in models.values()] == [2, 5, 1000]
+    # --quick keeps the two smallest step counts (DDPM-1000, left out here, takes minutes)
+    assert list(models) == ["ddim_2", "ddim_5", "dpmpp_sde_2", "dpmpp_sde_5"]
+    assert [m["network_passes"] for m in models.values()] == [2, 5, 2, 5]
     assert {m["samples"] for m in models.values()} == {20}
-    assert models["ddpm_1000"]["fid_vs_ddpm_1000"] == 1.0
-    assert models["ddim_2"]["time_vs_ddpm_1000"] < 0.5  # 2 passes against 1000
+    for m in models.values():
+        first, second = m["fid_by_noise_set"]
+        assert first != second  # two independent sets of noises
+        assert m["classifier_fid"] == pytest.approx((first + second) / 2, abs=1e-3)
     for name in ("fid_vs_steps.png", "same_noise.png"):
         assert (out / name).stat().st_size > 0
-    assert "ddpm_1000" in result.stdout and metrics["epochs"] is None  # nothing trained
+    assert "SDE-DPM-Solver++(2M)-5" in result.stdout and metrics["epochs"] is None
 
 
-def test_mistakes_are_one_line_errors(tmp_path):
-    missing = run_script("chapters/ch5_samplers.py", "--run", tmp_path / "nothing",
-                         "--out", tmp_path / "out")
-    assert missing.returncode == 2 and "no trained U-Net" in missing.stderr
-    assert "Traceback" not in missing.stderr
+def test_each_noise_set_is_compared_with_ddpm_on_the_same_set():
+    results = {"ddim_50": {"fid_by_noise_set": [7.0, 9.0], "seconds": 10.0},
+               "ddpm_1000": {"fid_by_noise_set": [5.0, 6.0], "seconds": 200.0}}
+    against_ddpm(results)
+    assert results["ddim_50"]["fid_vs_ddpm_1000_by_noise_set"] == [1.4, 1.5]
+    assert results["ddim_50"]["time_vs_ddpm_1000"] == 0.05
+    assert results["ddpm_1000"]["fid_vs_ddpm_1000_by_noise_set"] == [1.0, 1.0]
+    alone = {"ddim_50": {"fid_by_noise_set": [7.0], "seconds": 1.0}}
+    assert "time_vs_ddpm_1000" not in against_ddpm(alone)["ddim_50"]
 
+
+def one_line_error(capsys, argv) -> str:
+    """Run the script's main as the command line does; its exit status must be 2 and its
+    stderr one line, which is returned."""
+    assert run(samplers_main, argv, prog="ch5_samplers.py") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_mistakes_are_one_line_errors(tmp_path, capsys):
+    out = ["--out", str(tmp_path / "out")]
+    assert "no trained U-Net" in one_line_error(capsys, ["--run", str(tmp_path / "nothing"),
+                                                         *out])
     conditional = trained_run(tmp_path / "cond", num_classes=10)
-    result = run_script("chapters/ch5_samplers.py", "--run", conditional,
-                        "--out", tmp_path / "out")
-    assert result.returncode == 2 and "class-conditional" in result.stderr
-
+    assert "class-conditional" in one_line_error(capsys, ["--run", str(conditional), *out])
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "unet_ema.keras").write_bytes(b"not a zip file")
-    result = run_script("chapters/ch5_samplers.py", "--run", broken, "--out", tmp_path / "out")
-    assert result.returncode == 2 and "not a loadable Keras model" in result.stderr
-
+    assert "not a loadable Keras model" in one_line_error(capsys, ["--run", str(broken), *out])
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("flags, message", [(["--steps", "0,50"], "between 1 and 1000"),

@@ -17,6 +17,24 @@ Classifier-free guidance (Ho & Salimans 2022): one network trained with the labe
 (replaced by a "null" class) 10% of the time predicts both eps(x, y) and eps(x, null); sampling
 uses eps = eps_null + w (eps_y - eps_null), w > 1 trading variety for class fidelity.
 
+DPM-Solver++ (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion
+Probabilistic Models") solves the same probability-flow ODE as DDIM with a second-order
+multistep method. With alpha_t = sqrt(alpha_bar_t), sigma_t = sqrt(1 - alpha_bar_t) and the
+half log-SNR lambda_t = log(alpha_t / sigma_t), one step from s to t (h = lambda_t - lambda_s)
+in the data-prediction form is (the paper's eq. 10 and Algorithm 2, "2M")
+
+    x_t = (sigma_t / sigma_s) x_s + alpha_t (1 - e^{-h}) D,
+    D   = (1 + 1/(2r)) x0_hat(s) - 1/(2r) x0_hat(s'),   r = h' / h,
+
+where s' is the step before s and h' the log-SNR step that led to s. The first step has no s'
+and uses D = x0_hat(s): that is exactly DDIM. Its stochastic variant (SDE-DPM-Solver++(2M),
+the paper's appendix) adds fresh noise as ancestral sampling does,
+
+    x_t = (sigma_t / sigma_s) e^{-h} x_s + alpha_t (1 - e^{-2h}) D + sigma_t sqrt(1 - e^{-2h}) z,
+
+whose first-order form is the DDPM posterior step (DDIM with eta = 1). The last step, to x_0
+itself (lambda = infinity), is first order in both: x_0 = x0_hat.
+
 The sampling loops run inside one `tf.function` each (TensorFlow backend), not as T Python
 round trips of `predict`.
 """
@@ -28,6 +46,10 @@ import tensorflow as tf
 from keras import ops
 
 from common.diffusion.schedule import Schedule
+
+# Every sampler, by --sampler name, with the step count it uses unless told.
+DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpmpp": 20, "dpmpp_sde": 50}
+SAMPLERS = tuple(DEFAULT_STEPS)
 
 
 def guided_eps(network, x, t, labels=None, guidance: float = 1.0, null_class: int = 0):
@@ -49,8 +71,9 @@ def sample_ddpm(network, schedule: Schedule, shape, *, labels=None, guidance: fl
     loop. Returns the final images (and, with `keep_every`, x_T and then x_t every that many
     steps, the last of which is the final image).
     The predicted x_0 is clipped to [-1, 1] at every step, as in the DDPM authors' code."""
-    return _run(network, schedule, shape, list(range(schedule.steps, 0, -1)), labels, guidance,
-                null_class, seed, eta=1.0, ancestral=True, keep_every=keep_every, clip=clip)
+    table = coefficients(schedule, list(range(schedule.steps, 0, -1)), eta=1.0, ancestral=True)
+    return _run(network, schedule, shape, table, labels, guidance, null_class, seed,
+                keep_every=keep_every, clip=clip)
 
 
 def sample_ddim(network, schedule: Schedule, shape, *, sampling_steps: int = 50,
@@ -61,14 +84,83 @@ def sample_ddim(network, schedule: Schedule, shape, *, sampling_steps: int = 50,
     Unclipped by default, as in the DDIM authors' code: clipping x_0 also bends the
     deterministic path, since the next x_t is rebuilt from the clipped x_0, and it pushed
     bright regions to saturation (a higher FID clipped; see docs/results.md)."""
-    steps = np.unique(np.linspace(1, schedule.steps, sampling_steps).round().astype(int))[::-1]
-    return _run(network, schedule, shape, steps.tolist(), labels, guidance, null_class, seed,
-                eta=eta, ancestral=False, keep_every=keep_every, clip=clip)
+    table = coefficients(schedule, even_steps(schedule, sampling_steps), eta=eta,
+                         ancestral=False)
+    return _run(network, schedule, shape, table, labels, guidance, null_class, seed,
+                keep_every=keep_every, clip=clip)
+
+
+def sample_dpmpp(network, schedule: Schedule, shape, *, sampling_steps: int = 20,
+                 stochastic: bool = False, spacing: str = "logsnr", labels=None,
+                 guidance: float = 1.0, null_class: int = 0, seed: int = 0, keep_every: int = 0,
+                 clip: bool = False):
+    """DPM-Solver++(2M) over `sampling_steps` steps, one network pass each; `stochastic` gives
+    SDE-DPM-Solver++(2M). Unclipped by default, as DDIM.
+
+    The steps are spread evenly in log-SNR (`spacing="logsnr"`, as the DPM-Solver papers
+    advise for small images), not evenly in t as DDIM's: in t, the second-order correction
+    overshoots across the last steps, where the log-SNR jumps (see docs/results.md)."""
+    steps = logsnr_steps(schedule, sampling_steps) if spacing == "logsnr" else \
+        even_steps(schedule, sampling_steps)
+    table = dpmpp_coefficients(schedule, steps, stochastic=stochastic)
+    return _run(network, schedule, shape, table, labels, guidance, null_class, seed,
+                keep_every=keep_every, clip=clip)
+
+
+def sample(network, schedule: Schedule, shape, *, sampler: str = "ddim",
+           sampling_steps: int | None = None, **kwargs):
+    """Any of SAMPLERS by name; `sampling_steps` None is the sampler's DEFAULT_STEPS. The
+    ancestral DDPM sampler always takes every step (`sampling_steps` must be None or T)."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+    steps = sampling_steps or DEFAULT_STEPS[sampler]
+    if sampler == "ddpm":
+        if steps != schedule.steps:
+            raise ValueError(f"ddpm takes all {schedule.steps} steps, not {steps}")
+        return sample_ddpm(network, schedule, shape, **kwargs)
+    if sampler == "ddim":
+        return sample_ddim(network, schedule, shape, sampling_steps=steps, **kwargs)
+    return sample_dpmpp(network, schedule, shape, sampling_steps=steps,
+                        stochastic=sampler == "dpmpp_sde", **kwargs)
+
+
+def network_passes(schedule: Schedule, sampler: str, sampling_steps: int | None = None) -> int:
+    """Network passes per image (per guided pair) that `sample` makes with these settings."""
+    steps = sampling_steps or DEFAULT_STEPS[sampler]
+    if sampler == "ddpm":
+        return schedule.steps
+    return len(logsnr_steps(schedule, steps) if sampler.startswith("dpmpp") else
+               even_steps(schedule, steps))
+
+
+def describe(sampler: str, sampling_steps: int | None = None) -> str:
+    """The name a figure or a log line gives a sampler: 'DDIM-50', 'DPM-Solver++(2M)-20'."""
+    names = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp": "DPM-Solver++(2M)",
+             "dpmpp_sde": "SDE-DPM-Solver++(2M)"}
+    return f"{names[sampler]}-{sampling_steps or DEFAULT_STEPS[sampler]}"
+
+
+def even_steps(schedule: Schedule, count: int) -> list[int]:
+    """`count` 1-based steps spread evenly from T down to 1 (fewer if T < count)."""
+    return np.unique(np.linspace(1, schedule.steps, count).round().astype(int))[::-1].tolist()
+
+
+def logsnr_steps(schedule: Schedule, count: int) -> list[int]:
+    """About `count` 1-based steps from T down to 1, evenly spaced in the log-SNR lambda: each
+    is the step whose lambda is nearest to the even grid's (where lambda moves fastest, near
+    t = 1, neighbours can coincide and are kept once)."""
+    ab = schedule.alpha_bars
+    lam = 0.5 * np.log(ab / (1.0 - ab))
+    targets = np.linspace(lam[-1], lam[0], count)
+    nearest = np.abs(lam[None, :] - targets[:, None]).argmin(axis=1) + 1
+    return np.unique(nearest)[::-1].tolist()
 
 
 def coefficients(schedule: Schedule, steps, *, eta: float, ancestral: bool) -> np.ndarray:
-    """Per visited step, (t, a, b, sigma) with x_prev = a x0_hat + b x_t + sigma z, where
-    x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) is the predicted image.
+    """Per visited step, the row (t, a, b, 0, sigma) of the update
+    x_prev = a x0_hat + b x_t + sigma z, where
+    x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) is the predicted image (the
+    zero column is the weight of the previous step's x0_hat, which only DPM-Solver++ uses).
 
     Written in x0_hat so the sampler can clip it to the data range [-1, 1] at every step, as
     the DDPM authors' code does (`clip`); unclipped, the update is exactly the one in the
@@ -93,13 +185,45 @@ def coefficients(schedule: Schedule, steps, *, eta: float, ancestral: bool) -> n
         direction = np.sqrt(np.maximum(1 - ab_prev - sigma ** 2, 0.0)) / np.sqrt(1 - ab_now)
         a = np.sqrt(ab_prev) - direction * np.sqrt(ab_now)
         b = direction
-    return np.stack([t_now, a, b, sigma], axis=1)
+    return np.stack([t_now, a, b, np.zeros_like(a), sigma], axis=1)
 
 
-def _run(network, schedule, shape, steps, labels, guidance, null_class, seed, *, eta,
-         ancestral, keep_every, clip):
-    """The shared reverse loop: `steps` is the decreasing list of 1-based steps to visit."""
-    table = tf.constant(coefficients(schedule, steps, eta=eta, ancestral=ancestral), tf.float32)
+def dpmpp_coefficients(schedule: Schedule, steps, *, stochastic: bool) -> np.ndarray:
+    """Per visited step s -> t, the row (s, a, b, c, sigma) of the DPM-Solver++(2M) update
+    x_t = a x0_hat(s) + b x_s + c x0_hat(s') + sigma z of the module text: with
+    phi = alpha_t (1 - e^{-h}) (ODE) or alpha_t (1 - e^{-2h}) (SDE), a = phi (1 + 1/(2r)) and
+    c = -phi / (2r), except on the first step and the last (to x_0), which are first order."""
+    ab = schedule.alpha_bars
+    t_now = np.asarray(steps, np.int64)
+    t_next = np.append(t_now[1:], 0)
+    alpha, sigma = np.sqrt(ab), np.sqrt(1.0 - ab)  # of step t at index t - 1
+    lam = np.log(alpha / sigma)
+    rows, h_before = [], None
+    for s, t in zip(t_now - 1, t_next - 1):  # 0-based indices; t = -1 is x_0
+        if t < 0:  # lambda is infinite at x_0: e^{-h} = 0, and both forms give x0_hat(s)
+            rows.append((s + 1, 1.0, 0.0, 0.0, 0.0))
+            continue
+        h = lam[t] - lam[s]
+        if stochastic:
+            b, phi = sigma[t] / sigma[s] * np.exp(-h), alpha[t] * -np.expm1(-2 * h)
+            noise = sigma[t] * np.sqrt(-np.expm1(-2 * h))
+        else:
+            b, phi, noise = sigma[t] / sigma[s], alpha[t] * -np.expm1(-h), 0.0
+        if h_before is None:  # the first step: DDIM's (first order)
+            a, c = phi, 0.0
+        else:
+            half_inverse_r = h / (2 * h_before)  # 1 / (2r), r = h' / h
+            a, c = phi * (1 + half_inverse_r), -phi * half_inverse_r
+        rows.append((s + 1, a, b, c, noise))
+        h_before = h
+    return np.asarray(rows, np.float64)
+
+
+def _run(network, schedule, shape, table, labels, guidance, null_class, seed, *, keep_every,
+         clip):
+    """The shared reverse loop over a table of rows (t, a, b, c, sigma), one per visited
+    1-based step t, decreasing: x <- a x0_hat + b x + c x0_hat(previous step) + sigma z."""
+    table = tf.constant(table, tf.float32)
     alpha_bars = tf.constant(schedule.alpha_bars, tf.float32)
     label_tensor = None if labels is None else tf.constant(np.asarray(labels, np.int32))
     generator = tf.random.Generator.from_seed(seed)
@@ -110,7 +234,8 @@ def _run(network, schedule, shape, steps, labels, guidance, null_class, seed, *,
         kept = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
         if keep_every:
             kept = kept.write(0, x)  # x_T, where every strip starts
-        for i in tf.range(len(steps)):
+        x0_before = tf.zeros(shape)
+        for i in tf.range(tf.shape(table)[0]):
             row = table[i]
             t = tf.fill([shape[0]], tf.cast(row[0], tf.int32))
             eps = guided_eps(network, x, t, label_tensor, guidance, null_class)
@@ -118,7 +243,8 @@ def _run(network, schedule, shape, steps, labels, guidance, null_class, seed, *,
             x0 = (x - tf.sqrt(1.0 - ab) * eps) / tf.sqrt(ab)
             if clip:
                 x0 = tf.clip_by_value(x0, -1.0, 1.0)
-            x = row[1] * x0 + row[2] * x + row[3] * generator.normal(shape)
+            x = row[1] * x0 + row[2] * x + row[3] * x0_before + row[4] * generator.normal(shape)
+            x0_before = x0
             if keep_every and (i + 1) % keep_every == 0:
                 kept = kept.write(kept.size(), x)
         return x, kept.stack() if keep_every else tf.zeros([0])

@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras import ops
 
 from common.cli import positive_int
+from common.diffusion.samplers import DEFAULT_STEPS, SAMPLERS
 from common.diffusion.schedule import Schedule
 from common.flops import BACKWARD_FACTOR, forward_flops
 from common.pipeline import batches
@@ -114,9 +115,23 @@ def add_diffusion_flags(parser) -> None:
                         help="add self-attention at 7x7 (slower for little gain, so off by "
                              "default; see docs/results.md)")
     parser.add_argument("--fid-samples", type=positive_int, default=1000,
-                        help="DDIM-50 samples scored by classifier FID (default 1000)")
+                        help="samples scored by classifier FID (default 1000)")
+    parser.add_argument("--sampler", choices=SAMPLERS, default="ddim",
+                        help="how samples are drawn (default ddim; chapters/ch5_samplers.py "
+                             "compares them)")
+    parser.add_argument("--sampling-steps", type=positive_int, default=None,
+                        help="network passes per sample (default: " + ", ".join(
+                            f"{n} {name}" for name, n in DEFAULT_STEPS.items()) + ")")
 
 
 def check_diffusion_flags(parser, args) -> None:
+    """One-line errors for the flags add_diffusion_flags adds."""
     if args.channels % 8:
         parser.error("--channels must be a multiple of 8 (group normalisation uses 8 groups)")
+    steps = args.sampling_steps
+    if steps is not None and args.sampler == "ddpm" and steps != Schedule().steps:
+        parser.error(f"--sampler ddpm takes all {Schedule().steps} steps; --sampling-steps "
+                     "applies to ddim, dpmpp and dpmpp_sde")
+    if steps is not None and steps > Schedule().steps:
+        parser.error(f"--sampling-steps must be at most {Schedule().steps}, the steps the "
+                     "model is trained with")
