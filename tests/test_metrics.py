@@ -1,9 +1,11 @@
+import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from common.eval.classifier import (
+    JUDGE_ARCHITECTURE,
     FeatureClassifier,
     augment,
     checksum,
@@ -70,6 +72,16 @@ def test_feature_classifier_trains_caches_and_measures(digits, tmp_path):
     noise = np.random.default_rng(0).uniform(size=x.shape).astype("float32")
     assert first.fid(x[:256], x[256:]) < first.fid(x[:256], noise[:256])
     assert first.fid(x.reshape(len(x), -1), x) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_a_cached_judge_of_another_architecture_is_trained_afresh(digits, tmp_path):
+    first = FeatureClassifier.for_dataset(digits, tmp_path, epochs=1)
+    assert first.describe()["architecture"] == JUDGE_ARCHITECTURE
+    info = json.loads(first.path.with_suffix(".json").read_text())
+    info["architecture"], info["checksum"] = "one_conv_per_stage", "0" * 16
+    first.path.with_suffix(".json").write_text(json.dumps(info))
+    again = FeatureClassifier.for_dataset(digits, tmp_path, epochs=1)
+    assert again.checksum == first.checksum != "0" * 16  # retrained, deterministically
 
 
 def test_the_judge_trains_to_the_same_weights_twice(digits):

@@ -1,9 +1,10 @@
-"""A small CNN classifier: chapter 1's model and the later chapters' measuring instrument.
+"""CNN classifiers: chapter 1's small model, and the judge that measures the later chapters.
 
 Generative chapters need to judge images they made: are they recognisable (conditional
 accuracy: the share the classifier assigns to the requested class) and do they look like the
-test set as a whole (classifier FID, common.eval.metrics)? `FeatureClassifier.for_dataset` trains
-this network once per dataset and image shape, and caches it under the output root.
+test set as a whole (classifier FID, common.eval.metrics)? `FeatureClassifier.for_dataset`
+trains the judge (`build_judge`) once per dataset and image shape, deterministically, and
+caches it under the output root.
 """
 
 from __future__ import annotations
@@ -42,6 +43,28 @@ def build_cnn_classifier(input_shape, num_classes: int, name: str = "cnn_classif
     ], name=name)
 
 
+def build_judge(input_shape, num_classes: int, name: str = "feature_classifier"):
+    """The judge: chapter 1's CNN with two 'same' 3x3 convolutions per stage instead of one.
+
+    The second convolution of each stage doubles the receptive field before pooling; with the
+    augmentation below it scores 0.93 on Fashion-MNIST's test set where the one-conv CNN
+    stays at 0.90 (docs/results.md, "The judge"). FID is read off the 128-d `features`.
+    """
+    return keras.Sequential([
+        keras.Input(shape=input_shape),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv_1a"),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv_1b"),
+        keras.layers.MaxPooling2D(2, name="pool_1"),
+        keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv_2a"),
+        keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv_2b"),
+        keras.layers.MaxPooling2D(2, name="pool_2"),
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dropout(0.5, name="dropout"),
+        keras.layers.Dense(128, activation="relu", name="features"),
+        keras.layers.Dense(num_classes, activation="softmax", name="class_probabilities"),
+    ], name=name)
+
+
 CACHE_README = """\
 The judging classifiers of the generative chapters (common/eval/classifier.py), one per
 dataset, trained deterministically the first time a chapter scores samples on that data and
@@ -51,6 +74,7 @@ its checksum. Delete this folder to train them afresh (the same checksum should 
 """
 JUDGE_SEED = 0  # the same judge for every chapter, whatever the chapter's --seed
 JUDGE_EPOCHS = 12
+JUDGE_ARCHITECTURE = "two_convs_per_stage"  # a cached judge of another architecture is retrained
 NOISE_LEVELS = (0.1, 0.2)  # robustness: Gaussian pixel noise of these standard deviations
 BLUR_SIGMA = 1.0  # robustness: Gaussian blur of 1 pixel
 
@@ -105,7 +129,7 @@ def train_judge(data, *, epochs: int = JUDGE_EPOCHS, seed: int = JUDGE_SEED,
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    model = build_cnn_classifier(data.image_shape, data.num_classes, name="feature_classifier")
+    model = build_judge(data.image_shape, data.num_classes)
     batch = min(128, len(data.x_train))
     model.compile(optimizer=cosine_adam(1e-3, epochs * (len(data.x_train) // batch)),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -163,7 +187,8 @@ class FeatureClassifier:
     def describe(self) -> dict:
         """What metrics.json records of the judge that scored a run."""
         return {key: self.info.get(key) for key in ("dataset", "checksum", "test_accuracy",
-                                                    "robustness", "epochs", "augmented")}
+                                                    "robustness", "epochs", "augmented",
+                                                    "architecture")}
 
     @classmethod
     def for_dataset(cls, data, root: Path, *, epochs: int = JUDGE_EPOCHS,
@@ -178,13 +203,15 @@ class FeatureClassifier:
         info_path = path.with_suffix(".json")
         if path.exists() and info_path.exists():
             info = json.loads(info_path.read_text())
-            if "checksum" in info and info.get("augmented") == augmented:
+            if (info.get("architecture") == JUDGE_ARCHITECTURE and "checksum" in info
+                    and info.get("augmented") == augmented):
                 judge = cls(keras.saving.load_model(path), info, path)
                 print(f"judge: {path} (checksum {judge.checksum})")
                 return judge
         print(f"training the judge for {data.name} ({epochs} epochs, deterministic)")
         model = train_judge(data, epochs=epochs, augmented=augmented, verbose=verbose)
         info = {"dataset": data.name, "checksum": checksum(model), "epochs": epochs,
+                "architecture": JUDGE_ARCHITECTURE,
                 "augmented": augmented, "seed": JUDGE_SEED,
                 "robustness": robustness(model, data.x_test, data.y_test)}
         info["test_accuracy"] = info["robustness"]["clean"]
