@@ -106,8 +106,9 @@ def train_diffusion(model: DiffusionModel, data, *, epochs: int, batch_size: int
                tag=model.name, nan_hint="try a lower --learning-rate")
 
 
-def add_diffusion_flags(parser) -> None:
-    """The flags both diffusion chapters take besides the shared ones."""
+def add_diffusion_flags(parser, sampler: str = "ddim") -> None:
+    """The flags both diffusion chapters take besides the shared ones; `sampler` is the
+    chapter's default --sampler."""
     parser.add_argument("--channels", type=positive_int, default=32,
                         help="U-Net width at 28x28, a multiple of 8; 14x14 and 7x7 use twice "
                              "this (default 32)")
@@ -116,9 +117,9 @@ def add_diffusion_flags(parser) -> None:
                              "default; see docs/results.md)")
     parser.add_argument("--fid-samples", type=positive_int, default=1000,
                         help="samples scored by classifier FID (default 1000)")
-    parser.add_argument("--sampler", choices=SAMPLERS, default="ddim",
-                        help="how samples are drawn (default ddim; chapters/ch5_samplers.py "
-                             "compares them)")
+    parser.add_argument("--sampler", choices=SAMPLERS, default=sampler,
+                        help=f"how samples are drawn (default {sampler}; "
+                             "chapters/ch5_samplers.py compares them)")
     parser.add_argument("--sampling-steps", type=positive_int, default=None,
                         help="network passes per sample (default: " + ", ".join(
                             f"{n} {name}" for name, n in DEFAULT_STEPS.items()) + ")")
