@@ -61,6 +61,7 @@ CHAPTERS = [
     ("ch5_ddpm", "samples.png", True),
     ("ch5_samplers", "fid_vs_steps.png", True),
     ("ch5_conditional_diffusion", "class_grid.png", True),
+    ("ch5_latent_diffusion", "vs_pixel_space.png", True),
 ]
 NAMES = [c[0] for c in CHAPTERS]
 DOCS = HERE.parent / "docs"

@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
 
@@ -82,8 +83,13 @@ def curves(series: dict[str, list[float]], path, *, title: str, ylabel: str,
     reference_lines(ax, references)
     if logy:
         ax.set_yscale("log")
-    if logx:
+    if logx:  # ticks at the plotted x values, written plainly (20, not 2x10^1)
         ax.set_xscale("log")
+        if x is not None:
+            ticks = sorted({v for xs in (x.values() if isinstance(x, dict) else [x])
+                            for v in xs})
+            ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

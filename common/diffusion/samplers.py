@@ -41,6 +41,8 @@ round trips of `predict`.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import tensorflow as tf
 from keras import ops
@@ -78,39 +80,46 @@ def sample_ddpm(network, schedule: Schedule, shape, *, labels=None, guidance: fl
 
 def sample_ddim(network, schedule: Schedule, shape, *, sampling_steps: int = 50,
                 eta: float = 0.0, labels=None, guidance: float = 1.0, null_class: int = 0,
-                seed: int = 0, keep_every: int = 0, clip: bool = False):
-    """DDIM over `sampling_steps` evenly spaced steps of the T the network was trained with.
+                seed: int = 0, keep_every: int = 0, clip: bool = False,
+                start_step: int | None = None, x_start=None):
+    """DDIM over `sampling_steps` evenly spaced steps of the T the network was trained with
+    (or of the first `start_step`, from a given `x_start`: see `sample`).
 
     Unclipped by default, as in the DDIM authors' code: clipping x_0 also bends the
     deterministic path, since the next x_t is rebuilt from the clipped x_0, and it pushed
     bright regions to saturation (a higher FID clipped; see docs/results.md)."""
-    table = coefficients(schedule, even_steps(schedule, sampling_steps), eta=eta,
+    table = coefficients(schedule, even_steps(schedule, sampling_steps, start_step), eta=eta,
                          ancestral=False)
     return _run(network, schedule, shape, table, labels, guidance, null_class, seed,
-                keep_every=keep_every, clip=clip)
+                keep_every=keep_every, clip=clip, x_start=x_start)
 
 
 def sample_dpmpp(network, schedule: Schedule, shape, *, sampling_steps: int = 20,
                  stochastic: bool = False, spacing: str = "logsnr", labels=None,
                  guidance: float = 1.0, null_class: int = 0, seed: int = 0, keep_every: int = 0,
-                 clip: bool = False):
+                 clip: bool = False, start_step: int | None = None, x_start=None):
     """DPM-Solver++(2M) over `sampling_steps` steps, one network pass each; `stochastic` gives
-    SDE-DPM-Solver++(2M). Unclipped by default, as DDIM.
+    SDE-DPM-Solver++(2M). Unclipped by default, as DDIM. `start_step` and `x_start`: see
+    `sample`.
 
     The steps are spread evenly in log-SNR (`spacing="logsnr"`, as the DPM-Solver papers
     advise for small images), not evenly in t as DDIM's: in t, the second-order correction
     overshoots across the last steps, where the log-SNR jumps (see docs/results.md)."""
-    steps = logsnr_steps(schedule, sampling_steps) if spacing == "logsnr" else \
-        even_steps(schedule, sampling_steps)
+    steps = logsnr_steps(schedule, sampling_steps, start_step) if spacing == "logsnr" else \
+        even_steps(schedule, sampling_steps, start_step)
     table = dpmpp_coefficients(schedule, steps, stochastic=stochastic)
     return _run(network, schedule, shape, table, labels, guidance, null_class, seed,
-                keep_every=keep_every, clip=clip)
+                keep_every=keep_every, clip=clip, x_start=x_start)
 
 
 def sample(network, schedule: Schedule, shape, *, sampler: str = "ddim",
            sampling_steps: int | None = None, **kwargs):
     """Any of SAMPLERS by name; `sampling_steps` None is the sampler's DEFAULT_STEPS. The
-    ancestral DDPM sampler always takes every step (`sampling_steps` must be None or T)."""
+    ancestral DDPM sampler always takes every step (`sampling_steps` must be None or T).
+
+    The others can also start part-way (SDEdit, Meng et al. 2022): from `x_start`, an x_t at
+    the 1-based step `start_step`, walking `sampling_steps` steps from there down to x_0
+    instead of from pure noise at T."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
     steps = sampling_steps or DEFAULT_STEPS[sampler]
@@ -140,18 +149,20 @@ def describe(sampler: str, sampling_steps: int | None = None) -> str:
     return f"{names[sampler]}-{sampling_steps or DEFAULT_STEPS[sampler]}"
 
 
-def even_steps(schedule: Schedule, count: int) -> list[int]:
-    """`count` 1-based steps spread evenly from T down to 1 (fewer if T < count)."""
-    return np.unique(np.linspace(1, schedule.steps, count).round().astype(int))[::-1].tolist()
+def even_steps(schedule: Schedule, count: int, start: int | None = None) -> list[int]:
+    """`count` 1-based steps spread evenly from `start` (T unless told) down to 1 (fewer if
+    there are fewer steps than `count`)."""
+    start = start or schedule.steps
+    return np.unique(np.linspace(1, start, count).round().astype(int))[::-1].tolist()
 
 
-def logsnr_steps(schedule: Schedule, count: int) -> list[int]:
-    """About `count` 1-based steps from T down to 1, evenly spaced in the log-SNR lambda: each
-    is the step whose lambda is nearest to the even grid's (where lambda moves fastest, near
-    t = 1, neighbours can coincide and are kept once)."""
+def logsnr_steps(schedule: Schedule, count: int, start: int | None = None) -> list[int]:
+    """About `count` 1-based steps from `start` (T unless told) down to 1, evenly spaced in the
+    log-SNR lambda: each is the step whose lambda is nearest to the even grid's (where lambda
+    moves fastest, near t = 1, neighbours can coincide and are kept once)."""
     ab = schedule.alpha_bars
     lam = 0.5 * np.log(ab / (1.0 - ab))
-    targets = np.linspace(lam[-1], lam[0], count)
+    targets = np.linspace(lam[(start or schedule.steps) - 1], lam[0], count)
     nearest = np.abs(lam[None, :] - targets[:, None]).argmin(axis=1) + 1
     return np.unique(nearest)[::-1].tolist()
 
@@ -220,17 +231,40 @@ def dpmpp_coefficients(schedule: Schedule, steps, *, stochastic: bool) -> np.nda
 
 
 def _run(network, schedule, shape, table, labels, guidance, null_class, seed, *, keep_every,
-         clip):
+         clip, x_start=None):
     """The shared reverse loop over a table of rows (t, a, b, c, sigma), one per visited
-    1-based step t, decreasing: x <- a x0_hat + b x + c x0_hat(previous step) + sigma z."""
-    table = tf.constant(table, tf.float32)
-    alpha_bars = tf.constant(schedule.alpha_bars, tf.float32)
-    label_tensor = None if labels is None else tf.constant(np.asarray(labels, np.int32))
-    generator = tf.random.Generator.from_seed(seed)
+    1-based step t, decreasing: x <- a x0_hat + b x + c x0_hat(previous step) + sigma z.
+    It starts from `x_start`, else from x_T ~ N(0, I) drawn with `seed`."""
+    loop, generator = _compiled_loop(network, tuple(shape), labels is not None, keep_every, clip)
+    generator.reset_from_seed(seed)
     x = generator.normal(shape)
+    if x_start is not None:
+        x = tf.constant(np.asarray(x_start, np.float32))
+    label_tensor = tf.zeros([0], tf.int32) if labels is None else \
+        tf.constant(np.asarray(labels, np.int32))
+    final, kept = loop(x, tf.constant(table, tf.float32),
+                       tf.constant(schedule.alpha_bars, tf.float32), label_tensor,
+                       tf.constant(guidance, tf.float32), tf.constant(null_class, tf.int32))
+    return (final.numpy(), kept.numpy()) if keep_every else final.numpy()
+
+
+# One compiled loop per network and settings, so drawing again costs no new tracing.
+_LOOPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _compiled_loop(network, shape, labelled: bool, keep_every: int, clip: bool):
+    """The `tf.function` of the reverse loop for `network`, and the random generator it draws
+    z from, made once per (shape, labelled, keep_every, clip) and kept while the network
+    lives. The schedule's table, labels and guidance are arguments, not constants, so other
+    step counts and scales reuse it."""
+    cache = _LOOPS.setdefault(network, {})
+    key = (shape, labelled, keep_every, clip)
+    if key in cache:
+        return cache[key]
+    generator = tf.random.Generator.from_seed(0)
 
     @tf.function(reduce_retracing=True)
-    def loop(x):
+    def loop(x, table, alpha_bars, labels, guidance, null_class):
         kept = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
         if keep_every:
             kept = kept.write(0, x)  # x_T, where every strip starts
@@ -238,7 +272,7 @@ def _run(network, schedule, shape, table, labels, guidance, null_class, seed, *,
         for i in tf.range(tf.shape(table)[0]):
             row = table[i]
             t = tf.fill([shape[0]], tf.cast(row[0], tf.int32))
-            eps = guided_eps(network, x, t, label_tensor, guidance, null_class)
+            eps = guided_eps(network, x, t, labels if labelled else None, guidance, null_class)
             ab = alpha_bars[tf.cast(row[0], tf.int32) - 1]
             x0 = (x - tf.sqrt(1.0 - ab) * eps) / tf.sqrt(ab)
             if clip:
@@ -249,5 +283,5 @@ def _run(network, schedule, shape, table, labels, guidance, null_class, seed, *,
                 kept = kept.write(kept.size(), x)
         return x, kept.stack() if keep_every else tf.zeros([0])
 
-    final, kept = loop(x)
-    return (final.numpy(), kept.numpy()) if keep_every else final.numpy()
+    cache[key] = loop, generator
+    return cache[key]

@@ -29,14 +29,15 @@ class DiffusionModel(keras.Model):
     `network` maps [x_t, t] (or [x_t, t, label] when `num_classes` is set) to predicted noise.
     With labels, each label is replaced by the null class `num_classes` with probability
     `label_dropout`, so the same network also learns the unconditional prediction.
+    `schedule` is DDPM's linear one over `steps` steps unless given.
     """
 
     def __init__(self, network: keras.Model, ema_network: keras.Model, *, steps: int = 1000,
                  num_classes: int = 0, label_dropout: float = 0.1, ema_decay: float = 0.999,
-                 seed: int | None = None, **kwargs):
+                 seed: int | None = None, schedule: Schedule | None = None, **kwargs):
         super().__init__(**kwargs)
         self.network, self.ema_network = network, ema_network
-        self.schedule = Schedule(steps)
+        self.schedule = schedule or Schedule(steps)
         self.num_classes, self.label_dropout = num_classes, label_dropout
         self.ema_decay, self.seed = ema_decay, seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -64,7 +65,8 @@ class DiffusionModel(keras.Model):
         return BACKWARD_FACTOR * forward_flops(self.network)
 
     def train_step(self, data):
-        x0, labels = (data, None) if not self.num_classes else data
+        x0, labels, _ = keras.utils.unpack_x_y_sample_weight(data)  # fit or train_on_batch
+        labels = labels if self.num_classes else None
         n = ops.shape(x0)[0]
         t = keras.random.randint((n,), 1, self.schedule.steps + 1, seed=self.seed_generator)
         eps = keras.random.normal(ops.shape(x0), seed=self.seed_generator)
@@ -94,12 +96,14 @@ BATCH_SIZE = 32
 
 
 def train_diffusion(model: DiffusionModel, data, *, epochs: int, batch_size: int,
-                    learning_rate: float, seed: int, out):
+                    learning_rate: float, seed: int, out, x_train=None):
     """Adam with a cosine decay over the run, on [-1, 1] images (with labels when the model
-    is conditional), through common.training.fit."""
-    steps = epochs * (len(data.x_train) // batch_size)
+    is conditional), through common.training.fit. `x_train` replaces the images (a latent
+    diffusion model trains on their codes), in the order of `data.y_train`."""
+    x_train = to_tanh_range(data.x_train) if x_train is None else x_train
+    steps = epochs * (len(x_train) // batch_size)
     model.compile(optimizer=cosine_adam(learning_rate, steps))
-    train_set = batches(to_tanh_range(data.x_train),
+    train_set = batches(x_train,
                         data.y_train if model.num_classes else None,
                         batch_size=batch_size, seed=seed)
     return fit(model, train_set, epochs=epochs, batch_size=batch_size, out=out,
@@ -115,6 +119,12 @@ def add_diffusion_flags(parser, sampler: str = "ddim") -> None:
     parser.add_argument("--attention", action="store_true",
                         help="add self-attention at 7x7 (slower for little gain, so off by "
                              "default; see docs/results.md)")
+    add_sampler_flags(parser, sampler)
+
+
+def add_sampler_flags(parser, sampler: str) -> None:
+    """--fid-samples, --sampler and --sampling-steps: what every chapter that samples a
+    diffusion model takes."""
     parser.add_argument("--fid-samples", type=positive_int, default=1000,
                         help="samples scored by classifier FID (default 1000)")
     parser.add_argument("--sampler", choices=SAMPLERS, default=sampler,

@@ -1,0 +1,121 @@
+"""chapters/ch5_latent_diffusion.py: the autoencoder's codes, prompts, image-to-image, saved
+models, and the whole chapter in a --quick run (digits, as every test's data)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from chapters.ch5_latent_diffusion import (
+    build_autoencoder,
+    build_latent_diffusion,
+    image_to_image,
+    parse_prompt,
+    prompt_vocabulary,
+)
+from common.data import FASHION_NAMES
+from common.diffusion.samplers import even_steps, logsnr_steps
+from common.diffusion.schedule import Schedule
+from common.errors import UserError
+from common.training import cosine_adam
+from tests.conftest import run_script
+
+DIGITS = tuple(str(d) for d in range(10))
+
+
+def test_prompts_forgive_case_spacing_and_spell_digits():
+    assert parse_prompt("ankle boot", FASHION_NAMES) == 9
+    assert parse_prompt("  Ankle  BOOT ", FASHION_NAMES) == 9
+    assert parse_prompt("T-shirt", FASHION_NAMES) == parse_prompt("top", FASHION_NAMES) == 0
+    assert parse_prompt("t shirt/top", FASHION_NAMES) == 0
+    assert parse_prompt("7", DIGITS) == parse_prompt("Seven", DIGITS) == 7
+    assert len(set(prompt_vocabulary(FASHION_NAMES).values())) == 10
+    for bad in ("sock", "", "seven"):  # 'seven' is not a Fashion-MNIST class
+        with pytest.raises(UserError, match="'Ankle boot'"):
+            parse_prompt(bad, FASHION_NAMES)
+
+
+def test_codes_are_a_7x7_grid_and_the_scale_gives_them_unit_variance(digits):
+    autoencoder = build_autoencoder(digits.image_shape, latent_channels=3, seed=0)
+    mean, log_var = autoencoder.encoder(digits.x_train[:8])
+    assert mean.shape == log_var.shape == (8, 7, 7, 3)
+    assert autoencoder.decoder(mean).shape == (8, 28, 28, 1)
+    raw = autoencoder.encode(digits.x_train)
+    autoencoder.scale = float(1.0 / raw.std())
+    assert autoencoder.encode(digits.x_train).std() == pytest.approx(1.0, rel=1e-4)
+    with pytest.raises(UserError, match="multiples of 4"):
+        build_autoencoder((30, 30, 1))
+
+
+def test_the_autoencoder_and_the_diffusion_losses_fall_on_a_small_set(digits):
+    autoencoder = build_autoencoder(digits.image_shape, seed=0)
+    autoencoder.compile(optimizer=keras.optimizers.Adam(2e-3))
+
+    def step(model, *data):  # the loss of this batch alone, not the running mean
+        model.reset_metrics()
+        return model.train_on_batch(*data, return_dict=True)
+
+    batch = [digits.x_train[i * 64:(i + 1) * 64] for i in range(8)]
+    losses = [step(autoencoder, batch[i % 8])["reconstruction"] for i in range(96)]
+    assert np.mean(losses[-8:]) < 0.6 * np.mean(losses[:8])
+
+    model = build_latent_diffusion((7, 7, 2), 10, channels=16, seed=0)
+    model.compile(optimizer=cosine_adam(2e-3, 400))
+    codes = np.random.default_rng(0).normal(size=(32, 7, 7, 2)).astype("float32") * 0.3 + 0.5
+    labels = digits.y_train[:32].astype("int32")
+    losses = [step(model, codes, labels)["loss"] for _ in range(60)]
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_image_to_image_keeps_the_input_at_0_and_ignores_it_at_1(digits):
+    autoencoder = build_autoencoder(digits.image_shape, seed=0)
+    model = build_latent_diffusion((7, 7, 2), 10, channels=16, seed=0)
+    images, other = digits.x_test[:4], digits.x_test[4:8]
+    labels = np.full(4, 3)
+    run = {"guidance": 2.0, "seed": 1, "steps": 4}
+    np.testing.assert_allclose(image_to_image(model, autoencoder, images, labels, 0.0, **run),
+                               autoencoder.decode(autoencoder.encode(images)), atol=1e-6)
+    np.testing.assert_allclose(image_to_image(model, autoencoder, images, labels, 1.0, **run),
+                               image_to_image(model, autoencoder, other, labels, 1.0, **run),
+                               atol=1e-6)
+    half = image_to_image(model, autoencoder, images, labels, 0.5, **run)
+    assert not np.allclose(half, image_to_image(model, autoencoder, other, labels, 0.5, **run))
+
+
+def test_a_walk_can_start_part_way_down_the_schedule():
+    schedule = Schedule(1000)
+    assert even_steps(schedule, 3, start=500) == [500, 250, 1]
+    steps = logsnr_steps(schedule, 10, start=300)
+    assert steps[0] == 300 and steps[-1] == 1 and steps == sorted(steps, reverse=True)
+
+
+def test_quick_run_saves_loadable_models_and_answers_prompts(tmp_path):
+    out = tmp_path / "ch5_latent_diffusion"
+    result = run_script("chapters/ch5_latent_diffusion.py", "--quick", "--dataset", "mnist5k",
+                        "--out", out, "--fid-samples", "40", timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "mnist5k" in result.stdout  # says which data it used
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"]["name"] == "mnist5k"
+    ae, ld = metrics["models"]["autoencoder"], metrics["models"]["latent_diffusion"]
+    assert ae["latent_shape"] == [7, 7, 2] and ae["scale_factor"] > 0
+    assert ld["conditional_accuracy_bar"] is None  # bars are set for the full datasets only
+    assert set(ld["by_guidance"]) == {"0", "1", "2", "2.5", "3", "5"}
+    for name in ("reconstructions.png", "latent_channels.png", "class_grid.png",
+                 "guidance_scales.png", "denoising_path.png", "image_to_image.png"):
+        assert (out / name).stat().st_size > 0, name
+    for name in ("encoder.keras", "decoder.keras", "denoiser_ema.keras"):
+        keras.saving.load_model(out / name, safe_mode=True)  # a plain Keras load, no code run
+
+    again = run_script("chapters/ch5_latent_diffusion.py", "--quick", "--dataset", "mnist5k",
+                       "--out", out, "--prompt", "seven", "--prompt", " 3 ", timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "using the models trained earlier" in again.stdout
+    assert (out / "prompt_seven.png").exists() and (out / "prompt_3.png").exists()
+
+    bad = run_script("chapters/ch5_latent_diffusion.py", "--quick", "--dataset", "mnist5k",
+                     "--out", out, "--prompt", "ankle boot", timeout=300)
+    assert bad.returncode == 2
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown prompt 'ankle boot'" in lines[0] and "'7'" in lines[0]
