@@ -38,6 +38,7 @@ from chapters.ch3_vae import IMAGE_SHAPE, assemble_vae, dense_decoder, dense_enc
 from common import figures
 from common.atomic import save_model
 from common.cli import make_parser, non_negative_int, parse, run
+from common.eval.classifier import FeatureClassifier, describe_fid
 from common.pipeline import batches
 from common.results import write_metrics
 from common.summary import print_summary
@@ -201,16 +202,29 @@ def main(argv=None) -> int:
           f"{results['two_level']['active_units_z1']}/{Z1}, z2 "
           f"{results['two_level']['active_units_z2']}/{Z2})")
     print(f"difference (two - one): {two.nelbo - one.nelbo:+.2f} nats per image")
+    judge = FeatureClassifier.for_dataset(data, args.out.parent)
+    for name, drawn in new_images(models, 200 if args.quick else 1000, args.seed).items():
+        results[name].update(judge.fid_report(data, drawn))
+        print(f"{name} samples: {describe_fid(results[name])}")
 
     _figures(args.out, data, models, runs, reports, args.seed)
     for name, model in models.items():
         save_model(model, args.out / f"{name}.keras")
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
+    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, judge=judge,
                   epochs=epochs, wall_seconds=run_info.elapsed(), models=results,
                   extra={"kl_anneal_epochs": args.kl_anneal,
                          "two_minus_one_nelbo_nats": round(two.nelbo - one.nelbo, 2)})
     print(f"\nFigures, models and metrics.json are in {args.out}/ (start with samples.png)")
     return 0
+
+
+def new_images(models, count: int, seed: int) -> dict[str, np.ndarray]:
+    """`count` images from each model's prior (the decoder's pixel means), for the judge."""
+    rng = np.random.default_rng(seed + 100)
+    z = rng.standard_normal((count, Z1)).astype("float32")
+    z2 = rng.standard_normal((count, Z2)).astype("float32")
+    return {"one_level": models["one_level"].get_layer("decoder").predict(z, verbose=0),
+            "two_level": sample_two_level(models["two_level"], z2, seed)}
 
 
 def _figures(out, data, models, runs, reports, seed) -> None:

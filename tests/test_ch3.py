@@ -104,6 +104,9 @@ def test_ch3_hierarchical_quick_reports_both_kl_terms(tmp_path):
     assert two["test_kl_nats"] == pytest.approx(two["test_kl_z1_nats"] + two["test_kl_z2_nats"],
                                                 abs=0.02)
     assert metrics["models"]["one_level"]["latent_dim"] == hier.Z1
+    for model in metrics["models"].values():  # both judged by the one judge
+        assert model["fid_samples"] == 200 and model["judge"] == metrics["judge"]["checksum"]
+        assert model["classifier_fid"] > model["fid_floor"] > 0
     assert (tmp_path / "fixed_z2.png").exists()
     loaded = keras.saving.load_model(tmp_path / "two_level.keras", safe_mode=True)
     images = hier.sample_two_level(loaded, np.zeros((3, hier.Z2), "float32"))
