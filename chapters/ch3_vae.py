@@ -57,6 +57,7 @@ from common.cli import (
     positive_int,
     run,
 )
+from common.eval.classifier import FeatureClassifier, describe_fid
 from common.latent import traversal_codes
 from common.pipeline import batches
 from common.results import write_metrics
@@ -301,6 +302,13 @@ def main(argv=None) -> int:
               f"{r['active_units']:>5}/{r['latent_dim']:<2}"
               f"{r['dead_hidden_units']:>7}/{r['hidden_units']:<3}"
               f"{r['train_images_per_s']:>8,}")
+    judge = FeatureClassifier.for_dataset(data, args.out.parent)
+    prior = np.random.default_rng(args.seed + 100).standard_normal(
+        (200 if args.quick else 1000, args.latent_dim)).astype("float32")
+    for spec in chosen:  # new images: z ~ N(0, I) through each decoder
+        drawn = models[spec.name].get_layer("decoder").predict(prior, verbose=0)
+        results[spec.name].update(judge.fid_report(data, drawn))
+        print(f"{spec.name} samples: {describe_fid(results[spec.name])}")
     gap = results["conv"]["test_nelbo_nats"] - results["keras_io_reference"]["test_nelbo_nats"]
     verdict = "meets" if gap <= 0 else "misses"
     print(f"conv vs the keras.io reference: {gap:+.2f} nats per image ({verdict} the bar: "
@@ -310,7 +318,7 @@ def main(argv=None) -> int:
     for name, model in models.items():
         save_model(model, args.out / f"{name}.keras")
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
-                  wall_seconds=run_info.elapsed(), models=results,
+                  wall_seconds=run_info.elapsed(), models=results, judge=judge,
                   extra={"latent_dim": args.latent_dim, "learning_rate": args.learning_rate,
                          "conv_minus_reference_nelbo_nats": round(gap, 2)})
     print(f"\nFigures, models and metrics.json are in {args.out}/ "

@@ -28,6 +28,7 @@ def test_ch3_vae_quick_trains_every_model_and_scores_it(tmp_path):
                                                      + r["test_kl_nats"], abs=0.02)
         assert len(r["kl_per_dim_nats"]) == 4 and 0 <= r["active_units"] <= 4
         assert 0 <= r["dead_hidden_units"] <= r["hidden_units"]
+        assert r["fid_samples"] == 200 and r["judge"] == metrics["judge"]["checksum"]
     assert models["dense_annealed"]["kl_anneal_epochs"] == 3
     history = json.loads((tmp_path / "history_dense_annealed.json").read_text())
     assert history["beta"] == [0.0]  # the first epoch of a warm-up trains with beta = 0
