@@ -384,7 +384,10 @@ def load_run(out: Path, data):
     info = json.loads((out / "latent_diffusion.json").read_text())
     if info["dataset"] != data.name or tuple(info["image_shape"]) != data.image_shape:
         return None
-    load = lambda name: keras.saving.load_model(out / name, safe_mode=True)  # noqa: E731
+
+    def load(name):
+        return keras.saving.load_model(out / name, safe_mode=True)
+
     autoencoder = KLAutoencoder(load("encoder.keras"), load("decoder.keras"),
                                 kl_weight=info["kl_weight"])
     autoencoder.scale = info["scale_factor"]
@@ -430,9 +433,12 @@ def main(argv=None) -> int:
     data, k = run_info.data, run_info.data.num_classes
     try:
         prompts = [parse_prompt(text, data.class_names) for text in args.prompt]
+    except UserError as err:
+        parser.error(f"--prompt: {err}")
+    try:
         source = 6 % k if args.source is None else parse_prompt(args.source, data.class_names)
     except UserError as err:
-        parser.error(str(err))
+        parser.error(f"--source: {err}")
     draw = {"sampler": args.sampler, "steps": args.sampling_steps}
     if args.quick and args.sampler != "ddpm":  # a smoke test checks the plumbing: few steps
         draw["steps"] = min(args.sampling_steps or 10, 10)
