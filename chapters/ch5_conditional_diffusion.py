@@ -93,15 +93,15 @@ def main(argv=None) -> int:
     args = parse(parser, argv)
     check_diffusion_flags(parser, args)
     if args.summary:
-        print_summary(build_diffusion(args.channels, 10, name="cfg",
-                                      attention=args.attention).network)
+        print_summary(build_diffusion(args.channels, 10, name="cfg", attention=args.attention,
+                                      denoiser=args.denoiser).network)
         return 0
 
     run_info = prepare(args, images=IMAGES)
     data, epochs, k = run_info.data, run_info.epochs, run_info.data.num_classes
     check_class_index(parser, "--show-class", args.show_class, k)
     model = build_diffusion(args.channels, k, seed=args.seed, name="cfg_diffusion",
-                            attention=args.attention)
+                            attention=args.attention, denoiser=args.denoiser)
     print_summary(model.network)
     print(f"\n== training for {plural(epochs, 'epoch')} (labels dropped 10% of the time) ==")
     run_ = train_diffusion(model, data, epochs=epochs, batch_size=args.batch_size,
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
                           for w, v in scores.items()},
                       "params": model.network.count_params(),
                       **run_.speed()}})
-    print(f"\nFigures, the EMA U-Net and metrics.json are in {args.out}/ "
+    print(f"\nFigures, the EMA denoiser and metrics.json are in {args.out}/ "
           "(start with class_grid.png)")
     return 0
 

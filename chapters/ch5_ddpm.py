@@ -18,6 +18,9 @@ B, scaled down for a CPU), built below:
   the "null" class of classifier-free guidance, chapters/ch5_conditional_diffusion.py);
 - two resolutions (28 and 14) and a middle at 7x7 with optional self-attention; skips
   concatenate each encoder level to the decoder level of the same size.
+`--denoiser dit` swaps in the other network the lecture points to, a diffusion Transformer
+(build_dit): the image cut into 4x4 patches, 49 tokens, Transformer blocks told the step (and
+class) by adaLN-Zero.
 
 Measured: classifier FID of samples against the test set (common.eval.classifier), drawn with
 --sampler (DDIM-50 unless told), the time to draw 64 images with DDPM-1000 and with DDIM-50
@@ -60,6 +63,7 @@ from common.results import write_metrics
 from common.scaling import to_tanh_range, to_unit_range
 from common.summary import print_summary
 from common.training import prepare
+from common.transformer import GatedResidual, Modulate, PositionEmbedding
 
 CHAPTER = "ch5_ddpm"
 # Default budget: 5 epochs of 60,000 images; FID was still falling fast up to 5 epochs and
@@ -102,14 +106,15 @@ def attention_block(x, name: str):
     return layers.Add(name=f"{name}_out")([x, h])
 
 
-def build_unet(channels: int = 32, num_classes: int = 0, attention: bool = True,
-               name: str = "unet") -> keras.Model:
-    """[x_t (28, 28, 1), t (int)] (+ label (int)) -> predicted noise (28, 28, 1)."""
-    x_in = keras.Input(SHAPE, name="x_t")
+def step_and_label(shape, num_classes: int, sinusoid_dim: int, width: int,
+                   image_name: str = "x_t"):
+    """A noise predictor's inputs [x_t, t (int)] (+ label (int)) and its conditioning vector:
+    the step's sinusoidal embedding through a two-layer MLP, plus a learned class vector when
+    there is a label."""
+    x_in = keras.Input(shape, name=image_name)
     t_in = keras.Input((), dtype="int32", name="t")
     inputs = [x_in, t_in]
-    width = 4 * channels
-    emb = TimestepEmbedding(channels, name="t_sinusoidal")(t_in)
+    emb = TimestepEmbedding(sinusoid_dim, name="t_sinusoidal")(t_in)
     emb = layers.Dense(width, activation="swish", name="t_mlp_1")(emb)
     emb = layers.Dense(width, name="t_mlp_2")(emb)
     if num_classes:
@@ -119,8 +124,14 @@ def build_unet(channels: int = 32, num_classes: int = 0, attention: bool = True,
                                         embeddings_initializer=keras.initializers.RandomNormal(
                                             stddev=LABEL_STDDEV))(label)
         emb = layers.Add(name="t_plus_label")([emb, class_vector])
+    return inputs, emb
 
-    h = layers.Conv2D(channels, 3, padding="same", name="stem")(x_in)
+
+def build_unet(channels: int = 32, num_classes: int = 0, attention: bool = True,
+               name: str = "unet") -> keras.Model:
+    """[x_t (28, 28, 1), t (int)] (+ label (int)) -> predicted noise (28, 28, 1)."""
+    inputs, emb = step_and_label(SHAPE, num_classes, channels, 4 * channels)
+    h = layers.Conv2D(channels, 3, padding="same", name="stem")(inputs[0])
     skip28 = residual_block(h, emb, channels, "down28")
     h = layers.Conv2D(channels, 3, strides=2, padding="same", name="to14")(skip28)
     skip14 = residual_block(h, emb, 2 * channels, "down14")
@@ -141,12 +152,78 @@ def build_unet(channels: int = 32, num_classes: int = 0, attention: bool = True,
     return keras.Model(inputs, out, name=name)
 
 
+def dit_block(x, c, heads: int, name: str):
+    """One DiT block with adaLN-Zero: from the conditioning c, six zero-initialised Dense layers
+    give the shift, scale and gate of the attention and of the MLP branch, so the block starts
+    as the identity (common.transformer)."""
+    width = x.shape[-1]
+
+    def from_c(role):
+        return layers.Dense(width, kernel_initializer="zeros", name=f"{name}_{role}")(c)
+
+    h = layers.LayerNormalization(center=False, scale=False, epsilon=1e-6,
+                                  name=f"{name}_norm_1")(x)
+    h = Modulate(name=f"{name}_modulate_1")([h, from_c("shift_1"), from_c("scale_1")])
+    h = layers.MultiHeadAttention(heads, width // heads, name=f"{name}_attention")(h, h)
+    x = GatedResidual(name=f"{name}_gated_1")([x, h, from_c("gate_1")])
+    h = layers.LayerNormalization(center=False, scale=False, epsilon=1e-6,
+                                  name=f"{name}_norm_2")(x)
+    h = Modulate(name=f"{name}_modulate_2")([h, from_c("shift_2"), from_c("scale_2")])
+    h = layers.Dense(4 * width, activation="gelu", name=f"{name}_mlp_in")(h)
+    h = layers.Dense(width, name=f"{name}_mlp_out")(h)
+    return GatedResidual(name=f"{name}_gated_2")([x, h, from_c("gate_2")])
+
+
+def build_dit(shape=SHAPE, num_classes: int = 0, *, patch: int = 4, width: int = 128,
+              depth: int = 4, heads: int = 4, name: str = "dit") -> keras.Model:
+    """The diffusion Transformer (DiT, Peebles & Xie 2023): [x_t, t (int)] (+ label (int))
+    -> predicted noise, the same interface as build_unet.
+
+    Patchify: a patch x patch convolution with stride `patch` turns the image into a grid of
+    tokens (28x28 with 4x4 patches: 49 tokens; a 7x7 latent with 1x1 patches: 49 too), plus a
+    learned position embedding. The step's sinusoidal embedding through a two-layer MLP, plus
+    a class vector when there is a label, is the conditioning c. `depth` DiT blocks
+    (dit_block: adaLN-Zero) and a final adaptive LayerNorm, then a zero-initialised Dense layer
+    to each token's patch x patch x channels noise values; unpatchify reshapes them back into
+    the image. There is no convolution after the patchify: every interaction between
+    positions is attention.
+    """
+    height, width_px, channels = shape
+    if height % patch or width_px % patch:
+        raise ValueError(f"a {height}x{width_px} input cannot be cut into {patch}x{patch} "
+                         "patches")
+    grid = (height // patch, width_px // patch)
+    inputs, c = step_and_label(shape, num_classes, width, width)
+    c = layers.Activation("swish", name="c_act")(c)
+    h = layers.Conv2D(width, patch, strides=patch, name="patchify")(inputs[0])
+    h = layers.Reshape((grid[0] * grid[1], width), name="tokens")(h)
+    h = PositionEmbedding(name="position_embedding")(h)
+    for i in range(depth):
+        h = dit_block(h, c, heads, f"block{i}")
+    h = layers.LayerNormalization(center=False, scale=False, epsilon=1e-6, name="final_norm")(h)
+    h = Modulate(name="final_modulate")([
+        h, layers.Dense(width, kernel_initializer="zeros", name="final_shift")(c),
+        layers.Dense(width, kernel_initializer="zeros", name="final_scale")(c)])
+    h = layers.Dense(patch * patch * channels, kernel_initializer="zeros",
+                     name="to_patches")(h)
+    h = layers.Reshape((*grid, patch, patch, channels), name="patch_grid")(h)
+    h = layers.Permute((1, 3, 2, 4, 5), name="interleave")(h)
+    out = layers.Reshape(shape, name="noise")(h)
+    return keras.Model(inputs, out, name=name)
+
+
 def build_diffusion(channels: int = 32, num_classes: int = 0, seed: int | None = None,
-                    name: str = "ddpm", attention: bool = False) -> DiffusionModel:
-    """The U-Net noise predictor, its EMA twin, and the training wrapper
-    (common.diffusion.trainer)."""
-    return DiffusionModel(build_unet(channels, num_classes, attention),
-                          build_unet(channels, num_classes, attention, name="unet_ema"),
+                    name: str = "ddpm", attention: bool = False,
+                    denoiser: str = "unet") -> DiffusionModel:
+    """The noise predictor (the U-Net, or with denoiser="dit" the diffusion Transformer), its
+    EMA twin, and the training wrapper (common.diffusion.trainer)."""
+    def network(network_name):
+        if denoiser == "dit":
+            return build_dit(SHAPE, num_classes, name=network_name)
+        return build_unet(channels, num_classes, attention, name=network_name)
+
+    return DiffusionModel(network("unet" if denoiser == "unet" else "dit"),
+                          network("unet_ema" if denoiser == "unet" else "dit_ema"),
                           num_classes=num_classes, seed=seed, name=name)
 
 
@@ -167,7 +244,8 @@ def main(argv=None) -> int:
     add_diffusion_flags(parser)
     args = parse(parser, argv)
     check_diffusion_flags(parser, args)
-    model = build_diffusion(args.channels, seed=args.seed, attention=args.attention)
+    model = build_diffusion(args.channels, seed=args.seed, attention=args.attention,
+                            denoiser=args.denoiser)
     if args.summary:
         print_summary(model.network)
         return 0
@@ -204,14 +282,16 @@ def main(argv=None) -> int:
                        suptitle=f"{label} samples from the EMA weights")
     figures.curves({"train MSE on the noise": run_.history["loss"]}, args.out / "loss_curve.png",
                    title="DDPM training loss", ylabel="MSE")
+    # the file name stays with --denoiser dit too: ch5_samplers loads whichever network it is
     save_model(model.ema_network, args.out / "unet_ema.keras")
     save_model(model.network, args.out / "unet.keras")  # the last trained weights, to compare
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
                   judge=judge, wall_seconds=run_info.elapsed(), models={"ddpm": {
                       "sampler": label, **scored, **timing,
                       "params": model.network.count_params(), "channels": args.channels,
+                      "denoiser": args.denoiser,
                       **run_.speed()}})
-    print(f"\nFigures, the U-Nets (EMA and last) and metrics.json are in {args.out}/ "
+    print(f"\nFigures, the denoisers (EMA and last) and metrics.json are in {args.out}/ "
           "(start with reverse_process.png); next, python chapters/ch5_samplers.py "
           f"--run {args.out} compares the samplers")
     return 0

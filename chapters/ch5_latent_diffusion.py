@@ -55,7 +55,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from chapters.ch5_conditional_diffusion import guided_samples
-from chapters.ch5_ddpm import LABEL_STDDEV, attention_block, residual_block
+from chapters.ch5_ddpm import attention_block, build_dit, residual_block, step_and_label
 from common import figures
 from common.atomic import save_model, write_json
 from common.cli import (
@@ -67,10 +67,11 @@ from common.cli import (
     run,
 )
 from common.diffusion.samplers import DEFAULT_STEPS, describe, sample, sample_ddim
-from common.diffusion.schedule import Schedule, TimestepEmbedding
+from common.diffusion.schedule import Schedule
 from common.diffusion.trainer import (
     BATCH_SIZE,
     DiffusionModel,
+    add_denoiser_flag,
     add_sampler_flags,
     check_diffusion_flags,
     train_diffusion,
@@ -95,6 +96,7 @@ AE_IMAGES = 60_000  # one epoch of Fashion-MNIST
 AE_LEARNING_RATE = 2e-3
 AE_BATCH = 64
 IMAGES = 180_000  # diffusion training images (3 epochs of codes)
+DIT_WIDTH = 96  # --denoiser dit: 712,802 parameters (the residual denoiser has 374,978)
 # Stable Diffusion's noise levels (beta from 0.00085 to 0.012), gentler than pixel DDPM's 0.02:
 # higher conditional accuracy at equal training on these codes (see docs/results.md).
 BETAS = (0.00085, 0.012)
@@ -229,18 +231,9 @@ def build_latent_denoiser(latent_shape=(7, 7, LATENT_CHANNELS), num_classes: int
     7x7: `blocks` of chapter 5's residual blocks (the step and class embedding added in each)
     with self-attention over the 49 positions half-way; four blocks already see the whole grid
     through their 3x3 convolutions."""
-    z_in = keras.Input(latent_shape, name="z_t")
-    t_in = keras.Input((), dtype="int32", name="t")
-    label = keras.Input((), dtype="int32", name="label")
-    width = 2 * channels
-    emb = TimestepEmbedding(channels, name="t_sinusoidal")(t_in)
-    emb = layers.Dense(width, activation="swish", name="t_mlp_1")(emb)
-    emb = layers.Dense(width, name="t_mlp_2")(emb)
-    class_vector = layers.Embedding(num_classes + 1, width, name="label_embedding",
-                                    embeddings_initializer=keras.initializers.RandomNormal(
-                                        stddev=LABEL_STDDEV))(label)
-    emb = layers.Add(name="t_plus_label")([emb, class_vector])
-    h = layers.Conv2D(channels, 3, padding="same", name="stem")(z_in)
+    inputs, emb = step_and_label(latent_shape, num_classes, channels, 2 * channels,
+                                 image_name="z_t")
+    h = layers.Conv2D(channels, 3, padding="same", name="stem")(inputs[0])
     for i in range(blocks):
         h = residual_block(h, emb, channels, f"block{i + 1}")
         if i + 1 == blocks // 2:
@@ -248,16 +241,22 @@ def build_latent_denoiser(latent_shape=(7, 7, LATENT_CHANNELS), num_classes: int
     h = layers.Activation("swish", name="out_act")(
         layers.GroupNormalization(8, name="out_norm")(h))
     out = layers.Conv2D(latent_shape[-1], 3, padding="same", name="noise")(h)
-    return keras.Model([z_in, t_in, label], out, name=name)
+    return keras.Model(inputs, out, name=name)
 
 
 def build_latent_diffusion(latent_shape=(7, 7, LATENT_CHANNELS), num_classes: int = 10,
-                           channels: int = 64, seed: int | None = None) -> DiffusionModel:
+                           channels: int = 64, seed: int | None = None,
+                           denoiser: str = "unet") -> DiffusionModel:
     """The denoiser, its EMA twin and chapter 5's training wrapper, on Stable Diffusion's
-    noise levels (BETAS)."""
+    noise levels (BETAS). denoiser="dit": chapter 5's diffusion Transformer on 1x1 patches of
+    the 7x7 codes (49 tokens), width 96, instead of the residual blocks."""
+    def network(name):
+        if denoiser == "dit":
+            return build_dit(latent_shape, num_classes, patch=1, width=DIT_WIDTH, name=name)
+        return build_latent_denoiser(latent_shape, num_classes, channels, name=name)
+
     return DiffusionModel(
-        build_latent_denoiser(latent_shape, num_classes, channels),
-        build_latent_denoiser(latent_shape, num_classes, channels, name="latent_denoiser_ema"),
+        network("latent_denoiser"), network("latent_denoiser_ema"),
         num_classes=num_classes, seed=seed, schedule=Schedule(1000, *BETAS),
         name="latent_diffusion")
 
@@ -402,6 +401,7 @@ def main(argv=None) -> int:
                          batch_size=BATCH_SIZE, learning_rate=1e-3,
                          epochs_help="diffusion training epochs over the codes")
     add_sampler_flags(parser, sampler="dpmpp")
+    add_denoiser_flag(parser)
     parser.add_argument("--channels", type=positive_int, default=64,
                         help="the denoiser's width, a multiple of 8 (default 64)")
     parser.add_argument("--latent-channels", type=positive_int, default=LATENT_CHANNELS,
@@ -426,7 +426,8 @@ def main(argv=None) -> int:
         print_summary(autoencoder.encoder)
         print_summary(autoencoder.decoder)
         print_summary(build_latent_diffusion((7, 7, args.latent_channels),
-                                             channels=args.channels).network)
+                                             channels=args.channels,
+                                             denoiser=args.denoiser).network)
         return 0
 
     run_info = prepare(args, images=IMAGES)
@@ -483,7 +484,8 @@ def train_and_measure(args, run_info, draw, source):
     autoencoder_figures(autoencoder, data, args.out)
 
     codes = autoencoder.encode(data.x_train)
-    model = build_latent_diffusion(codes.shape[1:], k, args.channels, seed=args.seed)
+    model = build_latent_diffusion(codes.shape[1:], k, args.channels, seed=args.seed,
+                                   denoiser=args.denoiser)
     print_summary(model.network)
     epochs = run_info.epochs
     print(f"\n== 2. diffusion on the {'x'.join(map(str, codes.shape[1:]))} codes, "
@@ -535,6 +537,7 @@ def train_and_measure(args, run_info, draw, source):
                               for w, v in scores.items()},
                           "sample_100_seconds": round(timing, 2),
                           "params": model.network.count_params(), "betas": list(BETAS),
+                          "denoiser": args.denoiser,
                           **diffusion_run.speed()}},
                   extra={"pixel_space": pixel} if pixel else None)
     print(f"\nFigures, the models and metrics.json are in {args.out}/ (start with "

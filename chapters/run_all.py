@@ -42,8 +42,8 @@ from common.errors import UserError
 HERE = Path(__file__).resolve().parent
 
 # (script, main figure, takes --dataset) in the order the chapters build on each other:
-# classical_gmm_em, ch3_vqvae and ch4_dcgan read chapter 2's outputs; ch5_samplers samples
-# the U-Net that ch5_ddpm trained.
+# classical_gmm_em, ch3_vqvae and ch4_dcgan read chapter 2's outputs; ch3_vq_transformer
+# models the codes of ch3_vqvae's VQ-VAE; ch5_samplers samples the U-Net that ch5_ddpm trained.
 CHAPTERS = [
     ("ch1_classifiers", "predictions_cnn.png", True),
     ("ch1_edge_filters", "edges_strokes.png", True),
@@ -54,6 +54,7 @@ CHAPTERS = [
     ("ch3_vae", "traversals_conv.png", True),
     ("ch3_cvae", "same_z_every_class.png", True),
     ("ch3_vqvae", "samples.png", True),
+    ("ch3_vq_transformer", "samples.png", False),
     ("ch3_hierarchical_vae", "samples.png", True),
     ("ch4_dcgan", "samples.png", True),
     ("ch4_cgan", "class_grid.png", True),
@@ -283,6 +284,8 @@ def run_chapter(script: str, takes_dataset: bool, args, root: Path) -> tuple[int
         command += ["--latents", str(root / "ch2_vae" / "latents.npz")]
     if script == "ch5_samplers":
         command += ["--run", str(root / "ch5_ddpm")]
+    if script == "ch3_vq_transformer":
+        command += ["--run", str(root / "ch3_vqvae")]
     (root / script).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(root / script / "log.txt", "w") as log:

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.patches import Ellipse  # noqa: E402
+from matplotlib.patches import Ellipse, Rectangle  # noqa: E402
 
 from common.atomic import atomic_path  # noqa: E402
 
@@ -211,6 +211,28 @@ def code_map(image, codes, path, *, title: str) -> Path:
     for ax in (left, right):
         ax.set_xticks([])
         ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    return save(fig, path)
+
+
+def attention_maps(images, maps, path, *, titles, title: str) -> Path:
+    """Each image above a heatmap of one position's attention over its grid; `maps` is
+    (N, H, W) with NaN at the position that asks (drawn as a red square)."""
+    images, maps = as_images(images), np.asarray(maps)
+    n = len(images)
+    fig, axes = plt.subplots(2, n, figsize=(1.5 * n, 3.4), squeeze=False, layout="constrained")
+    for j in range(n):
+        axes[0, j].imshow(images[j], cmap="gray", vmin=0, vmax=1)
+        axes[0, j].set_title(str(titles[j]), fontsize=7)
+        shown = axes[1, j].imshow(np.nan_to_num(maps[j], nan=0.0), cmap="viridis", vmin=0)
+        for i, k in zip(*np.nonzero(np.isnan(maps[j]))):
+            axes[1, j].add_patch(Rectangle(
+                (k - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
+        fig.colorbar(shown, ax=axes[1, j], shrink=0.6)
+        for ax in axes[:, j]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[1, 0].set_ylabel("attention", fontsize=8)
     fig.suptitle(title, fontsize=10)
     return save(fig, path)
 

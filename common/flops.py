@@ -43,7 +43,9 @@ def _positions(shape) -> int:
 def layer_flops(layer) -> int:
     """FLOPs of one call of `layer` on one image, from the shapes of its first call."""
     try:
-        out_shape = layer.output.shape
+        output = layer.output
+        # an attention layer asked for its scores returns (outputs, scores)
+        out_shape = (output[0] if isinstance(output, (list, tuple)) else output).shape
     except (AttributeError, ValueError):  # never called symbolically: nothing to count
         return 0
     if isinstance(layer, layers.MultiHeadAttention):

@@ -144,12 +144,13 @@ class FitResult:
 
 def fit(model: keras.Model, train, *, epochs: int, batch_size: int, out: Path, tag: str,
         validation=None, resume: bool = True, nan_hint: str = "try a lower learning rate",
-        callbacks=(), verbose=None) -> FitResult:
+        callbacks=(), verbose=None, steps_per_epoch: int | None = None) -> FitResult:
     """`model.fit` with NaN guard, resume, throughput and a JSON history `history_<tag>.json`.
 
     With `resume`, an interrupted run continues from its last finished epoch when the same
     command is run again, and the history holds every epoch of every part (the backup folder
-    `out/.backup/` is removed on success, and for a model whose loss became NaN).
+    `out/.backup/` is removed on success, and for a model whose loss became NaN). An endless
+    `train` dataset needs `steps_per_epoch`: then an "epoch" is that many steps.
     """
     if verbose is None:  # a live progress bar on a terminal, one line per epoch in a log file
         verbose = 1 if sys.stdout.isatty() else 2
@@ -160,8 +161,9 @@ def fit(model: keras.Model, train, *, epochs: int, batch_size: int, out: Path, t
     if resume:
         cbs += [keras.callbacks.BackupAndRestore(str(backup)), log]
     try:
+        # shuffle=False: the tf.data pipeline shuffles
         history = model.fit(train, validation_data=validation, epochs=epochs, callbacks=cbs,
-                            verbose=verbose, shuffle=False)  # the tf.data pipeline shuffles
+                            verbose=verbose, shuffle=False, steps_per_epoch=steps_per_epoch)
     except TrainingDiverged:
         shutil.rmtree(backup, ignore_errors=True)  # nothing worth resuming from
         log.path.unlink(missing_ok=True)

@@ -120,3 +120,14 @@ def test_quick_run_saves_loadable_models_and_answers_prompts(tmp_path):
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown prompt 'ankle boot'" in lines[0] and "'7'" in lines[0]
+
+
+def test_quick_run_with_the_diffusion_transformer(tmp_path):
+    out = tmp_path / "ch5_latent_diffusion"
+    result = run_script("chapters/ch5_latent_diffusion.py", "--quick", "--dataset", "mnist5k",
+                        "--out", out, "--fid-samples", "20", "--denoiser", "dit", timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["models"]["latent_diffusion"]["denoiser"] == "dit"
+    denoiser = keras.saving.load_model(out / "denoiser_ema.keras", safe_mode=True)
+    assert denoiser.get_layer("patchify").kernel.shape[:2] == (1, 1)  # 1x1 patches of 7x7

@@ -119,7 +119,15 @@ def add_diffusion_flags(parser, sampler: str = "ddim") -> None:
     parser.add_argument("--attention", action="store_true",
                         help="add self-attention at 7x7 (slower for little gain, so off by "
                              "default; see docs/results.md)")
+    add_denoiser_flag(parser)
     add_sampler_flags(parser, sampler)
+
+
+def add_denoiser_flag(parser) -> None:
+    """--denoiser: the chapter's convolutional network (default) or a diffusion Transformer."""
+    parser.add_argument("--denoiser", choices=("unet", "dit"), default="unet",
+                        help="the noise predictor: the convolutional U-Net (default) or a "
+                             "diffusion Transformer (DiT, adaLN-Zero; chapters/ch5_ddpm.py)")
 
 
 def add_sampler_flags(parser, sampler: str) -> None:

@@ -1,2 +1,3 @@
-"""Discrete-code machinery: the vector quantiser of a VQ-VAE, and the masked convolution and
-autoregressive sampling loop of a prior over its codes."""
+"""Discrete-code machinery: the vector quantiser of a VQ-VAE, the masked convolution and
+sampling loop of a PixelCNN prior over its codes, and next-token training and sampling for a
+Transformer prior."""
