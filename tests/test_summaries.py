@@ -11,7 +11,8 @@ import pytest
 from tests.conftest import ROOT, run_script
 
 CHAPTERS = ["ch1_classifiers", "ch1_edge_filters", "ch2_dense_autoencoder", "ch2_vae",
-            "ch3_vae", "ch3_cvae", "ch3_vqvae", "ch3_hierarchical_vae", "ch4_dcgan",
+            "ch3_vae", "ch3_cvae", "ch3_vqvae", "ch3_vq_transformer", "ch3_hierarchical_vae",
+            "ch4_dcgan",
             "ch4_cgan", "ch4_pix2pix", "ch5_ddpm", "ch5_samplers",
             "ch5_conditional_diffusion"]
 SEQUENTIAL = ["Layer (type)", "Output Shape", "Param #"]
@@ -70,6 +71,16 @@ def test_every_chapter_prints_whole_tables(columns, monkeypatch, capsys, tmp_pat
     assert totals["ch2_vae"]["encoder"] == 96_770 and totals["ch2_vae"]["decoder"] == 98_689
     assert totals["ch2_vae"]["vae_encoder"] == 100_868
     assert totals["ch4_dcgan"] == {"generator": 784_641, "discriminator": 138_945}
+    assert totals["ch3_vq_transformer"] == {"transformer_prior": 241_696}
+
+
+def test_the_diffusion_transformer_summary(capsys):
+    from chapters.ch5_ddpm import main as ddpm_main
+    assert ddpm_main(["--summary", "--denoiser", "dit"]) == 0
+    (dit,) = check_whole(capsys.readouterr().out)
+    # unconditional; the class-conditional one adds 11 label vectors of 128: 1,265,296
+    assert dit["name"] == "dit" and dit["total"] == 1_263_888
+    assert any(row.startswith("│ block0_gate_1") for row in dit["rows"])
 
 
 def test_a_redirected_summary_keeps_every_column(tmp_path):
