@@ -25,7 +25,7 @@ codes one by one in a compiled loop, with temperature and top-k (common.vq.autor
 The comparison with the PixelCNN is on the same codes (the VQ-VAE and PixelCNN that ch3_vqvae
 saved): test negative log-likelihood in nats per image, classifier FID of 1,000 decoded
 samples, the time to sample 100 images, and training time, with both models' training speed
-measured in this process (this machine's speed changes by the hour).
+timed in this process (this machine's speed changes by the hour).
 
 Bars (Fashion-MNIST, defaults): the Transformer's test NLL and FID no worse than the
 PixelCNN's at no more training time; the class-conditional prior's conditional accuracy >= 0.90.
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
                                                    seed=args.seed).repeat(), args.batch_size)}
     pixelcnn_seconds = pixelcnn_images / speeds["pixelcnn"]
     transformer_seconds = record["train_images"] / speeds["transformer"]
-    print(f"PixelCNN: test NLL {pixelcnn_nll:.2f} nats per image. Training speed measured "
+    print(f"PixelCNN: test NLL {pixelcnn_nll:.2f} nats per image. Training speed timed "
           f"side by side now: PixelCNN {speeds['pixelcnn']:,.0f} images/s, Transformer "
           f"{speeds['transformer']:,.0f}; so the PixelCNN's {pixelcnn_images:,} training code "
           f"grids take {pixelcnn_seconds:.0f} s and the Transformer's "
@@ -318,7 +318,7 @@ def train_prior(prior, codes, starts, test_codes, test_starts, *, steps, rounds,
 
 def images_per_second(model, batches, batch_size: int, steps: int = 150) -> float:
     """A model's training speed now: the median step of a fresh copy trained for `steps`
-    batches (the copy is thrown away). Measured for both priors one after the other, so
+    batches (the copy is thrown away). Timed for both priors one after the other, so
     their ratio holds even though this machine's speed changes by the hour."""
     copy = keras.models.clone_model(model)
     copy.compile(optimizer="adam",
