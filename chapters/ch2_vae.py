@@ -117,7 +117,7 @@ def sample_latent(mean_and_log_var):
     registered name, "chapters.ch2_vae>sample_latent", not its bytecode.
     """
     mean, log_var = ops.split(mean_and_log_var, 2, axis=-1)
-    eps = keras.random.normal(ops.shape(mean))
+    eps = keras.random.normal(ops.shape(mean), dtype=mean.dtype)  # the policy's compute dtype
     return mean + ops.exp(0.5 * log_var) * eps
 
 

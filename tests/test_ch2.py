@@ -160,3 +160,13 @@ def test_summary_shows_the_books_models_and_writes_nothing(tmp_path):
                  "prediction_with_mean_log_var", "100,868", "98,689", "96,770"):
         assert text in result.stdout, text
     assert not (tmp_path / "never").exists()
+
+
+def test_the_lambda_sampler_follows_a_mixed_precision_policy():
+    from chapters.ch2_vae import build_sampler
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        z = build_sampler()(np.zeros((3, 4), "float32"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert z.shape == (3, 2) and str(z.dtype) in ("bfloat16", "<dtype: 'bfloat16'>")
