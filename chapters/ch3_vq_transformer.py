@@ -159,7 +159,7 @@ def main(argv=None) -> int:
     if args.summary:
         return print_models(args)
 
-    vqvae, pixelcnn, trained_on = load_run(args.run)
+    vqvae, pixelcnn, trained_on, pixelcnn_epochs = load_run(args.run)
     num_codes = pixelcnn.output_shape[-1]
     run_info = prepare(args, images=IMAGES, dataset=trained_on)
     data = run_info.data
@@ -195,7 +195,7 @@ def main(argv=None) -> int:
     print("\n== the PixelCNN of ch3_vqvae on the same codes ==")
     pixelcnn_nll = positions * float(pixelcnn.evaluate(
         np.eye(num_codes, dtype="float32")[test_codes], test_codes, batch_size=512, verbose=0))
-    pixelcnn_images = pixelcnn_record(args.run)["epochs"] * len(flat_train)
+    pixelcnn_images = pixelcnn_epochs * len(flat_train)
     speeds = {"pixelcnn": images_per_second(
                   pixelcnn, one_hot_sequences(train_codes, num_codes, batch_size=128,
                                               seed=args.seed).repeat(), 128),
@@ -354,8 +354,8 @@ def comparison_table(record, fid, pixelcnn_nll, pixelcnn_fid, seconds, pixelcnn_
 
 
 def load_run(run_dir: Path):
-    """The VQ-VAE and PixelCNN that ch3_vqvae saved and the dataset it used; one clear error
-    when any is missing."""
+    """The VQ-VAE and PixelCNN that ch3_vqvae saved, the dataset it used and the PixelCNN's
+    epochs; one clear error when any is missing."""
     models = []
     for name in ("vqvae", "pixelcnn"):
         path = run_dir / f"{name}.keras"
@@ -368,15 +368,13 @@ def load_run(run_dir: Path):
             raise UserError(f"{path}: not a loadable Keras model ({type(err).__name__}); "
                             "run chapters/ch3_vqvae.py again") from None
     try:
-        dataset = json.loads((run_dir / "metrics.json").read_text())["dataset"]["name"]
+        record = json.loads((run_dir / "metrics.json").read_text())
+        dataset, pixelcnn_epochs = (record["dataset"]["name"],
+                                    int(record["models"]["pixelcnn"]["epochs"]))
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(f"{run_dir}/metrics.json does not say which data the VQ-VAE was "
-                        "trained on; run chapters/ch3_vqvae.py again") from None
-    return models[0], models[1], dataset
-
-
-def pixelcnn_record(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())["models"]["pixelcnn"]
+                        "trained on and for how long; run chapters/ch3_vqvae.py again") from None
+    return models[0], models[1], dataset, pixelcnn_epochs
 
 
 def print_models(args) -> int:

@@ -364,7 +364,7 @@ def autoencoder_report(autoencoder, judge, data) -> dict:
             "params": autoencoder.encoder.count_params() + autoencoder.decoder.count_params()}
 
 
-def save_run(out: Path, autoencoder, model, data) -> None:
+def save_run(out: Path, autoencoder, model, data, denoiser: str) -> None:
     """The three networks and what is needed to use them again (scale factor, data, classes)."""
     save_model(autoencoder.encoder, out / "encoder.keras")
     save_model(autoencoder.decoder, out / "decoder.keras")
@@ -372,16 +372,17 @@ def save_run(out: Path, autoencoder, model, data) -> None:
     write_json(out / "latent_diffusion.json", {
         "dataset": data.name, "image_shape": list(data.image_shape),
         "class_names": list(data.class_names), "scale_factor": autoencoder.scale,
-        "kl_weight": autoencoder.kl_weight, "betas": list(BETAS)})
+        "kl_weight": autoencoder.kl_weight, "betas": list(BETAS), "denoiser": denoiser})
 
 
-def load_run(out: Path, data):
-    """The autoencoder and diffusion model an earlier run saved in `out` for the same data,
-    or None (nothing saved, or saved for other data)."""
+def load_run(out: Path, data, denoiser: str = "unet"):
+    """The autoencoder and diffusion model an earlier run saved in `out` for the same data and
+    kind of denoiser, or None (nothing saved, or saved for other data or another denoiser)."""
     if not all((out / name).exists() for name in SAVED):
         return None
     info = json.loads((out / "latent_diffusion.json").read_text())
-    if info["dataset"] != data.name or tuple(info["image_shape"]) != data.image_shape:
+    if (info["dataset"] != data.name or tuple(info["image_shape"]) != data.image_shape
+            or info.get("denoiser", "unet") != denoiser):
         return None
 
     def load(name):
@@ -444,7 +445,8 @@ def main(argv=None) -> int:
     if args.quick and args.sampler != "ddpm":  # a smoke test checks the plumbing: few steps
         draw["steps"] = min(args.sampling_steps or 10, 10)
 
-    loaded = load_run(args.out, data) if (args.prompt or args.image_to_image) else None
+    generate_only = args.prompt or args.image_to_image
+    loaded = load_run(args.out, data, args.denoiser) if generate_only else None
     if loaded is not None:  # only generate, with what an earlier run trained
         print(f"using the models trained earlier in {args.out}/")
         autoencoder, model = loaded
@@ -524,7 +526,7 @@ def train_and_measure(args, run_info, draw, source):
     pixel = pixel_space_comparison(args, data, judge, grid, scores[args.guidance], timing,
                                    run_info, draw)
 
-    save_run(args.out, autoencoder, model, data)
+    save_run(args.out, autoencoder, model, data, args.denoiser)
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs, judge=judge,
                   wall_seconds=run_info.elapsed(), models={
                       "autoencoder": ae_report,

@@ -122,7 +122,7 @@ def test_quick_run_saves_loadable_models_and_answers_prompts(tmp_path):
     assert len(lines) == 1 and "unknown prompt 'ankle boot'" in lines[0] and "'7'" in lines[0]
 
 
-def test_quick_run_with_the_diffusion_transformer(tmp_path):
+def test_quick_run_with_the_diffusion_transformer(tmp_path, digits):
     out = tmp_path / "ch5_latent_diffusion"
     result = run_script("chapters/ch5_latent_diffusion.py", "--quick", "--dataset", "mnist5k",
                         "--out", out, "--fid-samples", "20", "--denoiser", "dit", timeout=600)
@@ -131,3 +131,6 @@ def test_quick_run_with_the_diffusion_transformer(tmp_path):
     assert metrics["models"]["latent_diffusion"]["denoiser"] == "dit"
     denoiser = keras.saving.load_model(out / "denoiser_ema.keras", safe_mode=True)
     assert denoiser.get_layer("patchify").kernel.shape[:2] == (1, 1)  # 1x1 patches of 7x7
+    # --prompt reuses saved models only when they are of the denoiser asked for
+    from chapters.ch5_latent_diffusion import load_run
+    assert load_run(out, digits, "dit") is not None and load_run(out, digits, "unet") is None

@@ -210,3 +210,21 @@ def test_dit_unpatchify_puts_each_patch_back_where_it_came_from():
     np.testing.assert_array_equal(out[0, 4:, 4:], values.reshape(4, 4, 2))
     with pytest.raises(ValueError, match="patches"):
         build_dit((28, 28, 1), patch=5)
+
+
+def test_attention_flag_is_for_the_unet_only(tmp_path):
+    result = run_script("chapters/ch5_ddpm.py", "--quick", "--denoiser", "dit", "--attention",
+                        "--out", tmp_path / "out")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "--attention" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_vqvae_run_without_its_record_is_a_one_line_error(tmp_path, capsys):
+    vq = tmp_path / "vq"
+    vq.mkdir()
+    for name in ("vqvae", "pixelcnn"):  # two small loadable models, but no metrics.json
+        small_prior().save(vq / f"{name}.keras")
+    line = one_line_error(capsys, ["--run", str(vq), "--out", str(tmp_path / "o")])
+    assert "metrics.json" in line and "ch3_vqvae.py" in line
+    assert not (tmp_path / "o").exists()

@@ -147,6 +147,9 @@ def check_diffusion_flags(parser, args) -> None:
     """One-line errors for the flags add_diffusion_flags adds."""
     if args.channels % 8:
         parser.error("--channels must be a multiple of 8 (group normalisation uses 8 groups)")
+    if getattr(args, "attention", False) and getattr(args, "denoiser", "unet") == "dit":
+        parser.error("--attention adds self-attention to the U-Net; the DiT (--denoiser dit) "
+                     "is attention throughout")
     steps = args.sampling_steps
     if steps is not None and args.sampler == "ddpm" and steps != Schedule().steps:
         parser.error(f"--sampler ddpm takes all {Schedule().steps} steps; --sampling-steps "
