@@ -35,9 +35,6 @@ from common import figures, strokes
 from common.atomic import save_model
 from common.cli import make_parser, parse, run
 from common.data import load
-from common.distribute import add_flag as add_distribute_flag
-from common.distribute import describe as describe_strategy
-from common.distribute import make_strategy
 from common.errors import DataError
 from common.pipeline import batches
 from common.results import write_metrics
@@ -88,21 +85,17 @@ def other_images(data, n: int) -> tuple[np.ndarray, str]:
 def main(argv=None) -> int:
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
                          learning_rate=1e-3, learning_rate_help="Adam's step size")
-    add_distribute_flag(parser)
-    args = parse(parser, argv)
-    strategy = make_strategy(args.distribute)
+    args = parse(parser, argv)  # with --distribute, the run is now in the strategy's scope
     if args.summary:
         print_summary(build_dense_autoencoder())
         return 0
 
     run_info = prepare(args, images=IMAGES_TO_TRAIN, flatten=True)
     data, epochs = run_info.data, run_info.epochs
-    batch_size = args.batch_size * strategy.num_replicas_in_sync
-    if args.distribute:
-        print(describe_strategy(strategy, args.batch_size))
-    with strategy.scope():  # with --distribute, variables made here live on every replica
-        model = build_dense_autoencoder(data.x_train.shape[1])
-        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss="mse")
+    batch_size = args.batch_size  # the global batch: per replica x replicas
+    # Under a strategy's scope the variables made here live on every replica.
+    model = build_dense_autoencoder(data.x_train.shape[1])
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss="mse")
     print_summary(model)
     run_ = fit(model, batches(data.x_train, batch_size=batch_size, seed=args.seed,
                               reconstruct=True),
@@ -137,8 +130,6 @@ def main(argv=None) -> int:
     save_model(model, args.out / "dense_autoencoder.keras")
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
                   wall_seconds=run_info.elapsed(),
-                  extra={"strategy": type(strategy).__name__,
-                         "replicas": strategy.num_replicas_in_sync},
                   models={model.name: {"test_mse": round(mse, 5),
                                        f"mse_on_{foreign_name}": round(foreign_mse, 5),
                                        "params": model.count_params(),

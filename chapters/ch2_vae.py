@@ -41,6 +41,7 @@ from keras import layers, ops
 from common import figures
 from common.atomic import atomic_path, save_model
 from common.cli import make_parser, non_negative_float, parse, plural, run
+from common.distribute import draw
 from common.latent import latent_report, normal_grid, path_between, range_grid
 from common.pipeline import batches
 from common.results import write_metrics
@@ -53,6 +54,7 @@ CHAPTER = "ch2_vae"
 # registers them (README: safe_mode).
 PACKAGE = "chapters.ch2_vae"
 IMAGE_SIZE = 32
+IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)  # colour data (e.g. tfds:cifar10) has 3 channels
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 LATENT_DIM = 2
 IMAGES_PER_MODEL = 240_000  # default budget: 4 epochs of 60,000 images, a few minutes
@@ -62,15 +64,17 @@ IMAGES_PER_MODEL = 240_000  # default budget: 4 epochs of 60,000 images, a few m
 # Models, in the form the material shows.
 
 def build_encoder(outputs: int = LATENT_DIM, head_name: str = "embedding_space",
-                  name: str = "encoder") -> keras.Model:
+                  name: str = "encoder", image_shape=IMAGE_SHAPE) -> keras.Model:
     """Input(1024) -> Reshape(32, 32, 1) -> Conv2D 32, 64, 128 (3x3, stride 2) -> Dense.
 
     Each stride-2 convolution halves the image (32 -> 16 -> 8 -> 4) while adding channels,
-    trading where for what. 96,770 parameters with a 2-unit head, 100,868 with 4.
+    trading where for what. 96,770 parameters with a 2-unit head, 100,868 with 4 (on
+    32x32x3 colour images the input is 3,072 numbers and the first convolution 576 weights
+    larger).
     """
     return keras.Sequential([
-        keras.Input(shape=(PIXELS,)),
-        layers.Reshape((IMAGE_SIZE, IMAGE_SIZE, 1), name="to_image"),
+        keras.Input(shape=(int(np.prod(image_shape)),)),
+        layers.Reshape(image_shape, name="to_image"),
         layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv_1"),
         layers.Conv2D(64, 3, strides=2, padding="same", activation="relu", name="conv_2"),
         layers.Conv2D(128, 3, strides=2, padding="same", activation="relu", name="conv_3"),
@@ -79,7 +83,7 @@ def build_encoder(outputs: int = LATENT_DIM, head_name: str = "embedding_space",
     ], name=name)
 
 
-def build_decoder(name: str = "decoder") -> keras.Model:
+def build_decoder(name: str = "decoder", image_shape=IMAGE_SHAPE) -> keras.Model:
     """The mirror image: Dense(4*4*128) -> Reshape -> Conv2DTranspose 64, 32, 1 (stride 2)
     -> Flatten. Sigmoid output: pixels in [0, 1]. 98,689 parameters.
 
@@ -94,53 +98,62 @@ def build_decoder(name: str = "decoder") -> keras.Model:
                                name="deconv_1"),
         layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu",
                                name="deconv_2"),
-        layers.Conv2DTranspose(1, 3, strides=2, padding="same", activation="sigmoid",
-                               name="deconv_3"),
+        layers.Conv2DTranspose(image_shape[-1], 3, strides=2, padding="same",
+                               activation="sigmoid", name="deconv_3"),
         layers.Flatten(name="to_pixels"),
     ], name=name)
 
 
-def build_cnn_autoencoder() -> keras.Model:
+def build_cnn_autoencoder(image_shape=IMAGE_SHAPE) -> keras.Model:
     """encoder -> decoder, built functionally from the two parts (195,459 parameters)."""
-    encoder, decoder = build_encoder(), build_decoder()
-    x = keras.Input(shape=(PIXELS,), name="image")
+    encoder = build_encoder(image_shape=image_shape)
+    decoder = build_decoder(image_shape=image_shape)
+    x = keras.Input(shape=(int(np.prod(image_shape)),), name="image")
     return keras.Model(x, decoder(encoder(x)), name="cnn_autoencoder")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-def sample_latent(mean_and_log_var):
+def sample_latent(mean_and_log_var, seed_generator=None):
     """Reparameterisation trick: z = mean + exp(log_var / 2) * eps, eps ~ N(0, I).
 
     The input holds mean and log_var side by side. The randomness sits in eps, outside the
     parameters, so gradients flow through mean and log_var. A named, registered function (not
     a Python lambda) keeps the saved model loadable with safe_mode=True: Keras stores its
     registered name, "chapters.ch2_vae>sample_latent", not its bytecode.
+
+    eps comes from `seed_generator`, which the Lambda layer owns (its `arguments`), so draws
+    are repeatable and, under --distribute, each replica takes its own rows of the global
+    batch's draw (common.distribute.draw). It is drawn in the policy's compute dtype.
     """
     mean, log_var = ops.split(mean_and_log_var, 2, axis=-1)
-    eps = keras.random.normal(ops.shape(mean), dtype=mean.dtype)  # the policy's compute dtype
+    eps = draw(keras.random.normal, ops.shape(mean), dtype=mean.dtype, seed=seed_generator)
     return mean + ops.exp(0.5 * log_var) * eps
 
 
-def build_sampler() -> keras.Model:
-    """Sequential([Lambda(sample_latent)]): 4 numbers (mean, log_var) in, a 2-D z out."""
+def build_sampler(seed: int | None = None) -> keras.Model:
+    """Sequential([Lambda(sample_latent)]): 4 numbers (mean, log_var) in, a 2-D z out. The
+    layer owns the seed generator its draws come from."""
     return keras.Sequential([
         keras.Input(shape=(2 * LATENT_DIM,)),
-        layers.Lambda(sample_latent, output_shape=(LATENT_DIM,), name="reparameterize"),
+        layers.Lambda(sample_latent, output_shape=(LATENT_DIM,), name="reparameterize",
+                      arguments={"seed_generator": keras.random.SeedGenerator(seed)}),
     ], name="sampler")
 
 
-def build_vae() -> keras.Model:
+def build_vae(image_shape=IMAGE_SHAPE, seed: int | None = None) -> keras.Model:
     """Output = Concatenate([encoder(x), decoder(sampler(encoder(x)))]): 4 + 1024 numbers.
 
     Keras losses see only (y_true, y_pred), so the mean and log variance ride along in the
     prediction for `VaeLoss` to read back.
     """
-    encoder = build_encoder(2 * LATENT_DIM, head_name="mean_and_log_var", name="vae_encoder")
-    sampler, decoder = build_sampler(), build_decoder("vae_decoder")
-    x = keras.Input(shape=(PIXELS,), name="image")
+    encoder = build_encoder(2 * LATENT_DIM, head_name="mean_and_log_var", name="vae_encoder",
+                            image_shape=image_shape)
+    sampler, decoder = build_sampler(seed), build_decoder("vae_decoder", image_shape)
+    x = keras.Input(shape=(int(np.prod(image_shape)),), name="image")
     stats = encoder(x)
-    output = layers.Concatenate(name="prediction_with_mean_log_var")([stats,
-                                                                      decoder(sampler(stats))])
+    # float32 output under --precision: the loss and metrics read it
+    output = layers.Concatenate(name="prediction_with_mean_log_var", dtype="float32")(
+        [stats, decoder(sampler(stats))])
     return keras.Model(x, output, name="vae")
 
 
@@ -201,7 +214,8 @@ def main(argv=None) -> int:
 
     run_info = prepare(args, images=IMAGES_PER_MODEL, pad_to=IMAGE_SIZE, flatten=True)
     data, epochs = run_info.data, run_info.epochs
-    autoencoder, vae = build_cnn_autoencoder(), build_vae()
+    shape = (IMAGE_SIZE, IMAGE_SIZE, data.x_train.shape[1] // PIXELS)  # 1 or 3 channels
+    autoencoder, vae = build_cnn_autoencoder(shape), build_vae(shape, args.seed)
     for model in (autoencoder, vae):
         print_summary(model, parts=True)
     print(f"training each model for {plural(epochs, 'epoch')} of {len(data.x_train):,} images")
@@ -238,12 +252,12 @@ def main(argv=None) -> int:
                 "params": vae.count_params()},
     }
     for name, r in results.items():
-        print(f"{name}: test MSE {r['test_mse']:.4f} per pixel (32x32), "
+        print(f"{name}: test MSE {r['test_mse']:.4f} per pixel value (32x32), "
               f"{r['test_mse_28x28']:.4f} (28x28 centre); 99% of codes within "
               f"|z| < {r['abs_z_p99']:.2f}; {r['train_images_per_s']:,} images/s")
 
     _figures(args.out, data, runs, x_test, y_test, z_ae, z_vae, recon_ae, recon_vae,
-             ae_decoder, vae_decoder)
+             ae_decoder, vae_decoder, shape)
     save_model(autoencoder, args.out / "cnn_autoencoder.keras")
     save_model(vae, args.out / "vae.keras")
     save_model(vae_decoder, args.out / "vae_decoder.keras")  # plain layers: loads anywhere
@@ -258,14 +272,15 @@ def main(argv=None) -> int:
 
 
 def _reconstruction_errors(x, reconstruction) -> dict:
-    """MSE per pixel on the 32x32 input and on the 28x28 centre (without the zero border)."""
-    err = np.square(x - reconstruction).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+    """MSE per pixel value on the 32x32 input and on the 28x28 centre (the 28x28 images
+    without their zero border)."""
+    err = np.square(x - reconstruction).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, x.shape[1] // PIXELS)
     return {"test_mse": round(float(err.mean()), 5),
             "test_mse_28x28": round(float(err[:, 2:-2, 2:-2].mean()), 5)}
 
 
 def _figures(out, data, runs, x_test, y_test, z_ae, z_vae, recon_ae, recon_vae,
-             ae_decoder, vae_decoder) -> None:
+             ae_decoder, vae_decoder, shape) -> None:
     names = data.class_names
     figures.scatter_panels([("CNN autoencoder: codes spread widely", z_ae),
                             ("VAE: means packed near N(0, I)", z_vae)], y_test, names,
@@ -277,11 +292,11 @@ def _figures(out, data, runs, x_test, y_test, z_ae, z_vae, recon_ae, recon_vae,
                        row_labels=["input", "AE", "VAE"],
                        suptitle="Test images and their reconstructions from a 2-D code")
     grid, extent = range_grid(z_ae, n=15)
-    figures.decoded_grid(_decode_grid(ae_decoder, grid), out / "ae_latent_grid.png",
+    figures.decoded_grid(_decode_grid(ae_decoder, grid, shape), out / "ae_latent_grid.png",
                          extent=extent, title="Autoencoder: decoded over the codes' range "
                                               "(blank or odd where no code lies)")
     grid, extent = normal_grid(n=15)
-    figures.decoded_grid(_decode_grid(vae_decoder, grid), out / "vae_latent_grid.png",
+    figures.decoded_grid(_decode_grid(vae_decoder, grid, shape), out / "vae_latent_grid.png",
                          extent=extent, title="VAE: decoded over N(0, I) quantiles "
                                               "(grid mapped through the normal CDF)")
     a, b = (z_vae[y_test == c].mean(axis=0) for c in (0, min(1, data.num_classes - 1)))
@@ -300,11 +315,11 @@ def _figures(out, data, runs, x_test, y_test, z_ae, z_vae, recon_ae, recon_vae,
                    ylabel="MSE per pixel")
 
 
-def _decode_grid(decoder, grid: np.ndarray) -> np.ndarray:
-    """Decode an (n, n, 2) grid of codes into an (n, n, 32, 32) block of images."""
+def _decode_grid(decoder, grid: np.ndarray, shape) -> np.ndarray:
+    """Decode an (n, n, 2) grid of codes into an (n, n, 32, 32[, 3]) block of images."""
     n = grid.shape[0]
     images = decoder.predict(grid.reshape(-1, LATENT_DIM), verbose=0)
-    return images.reshape(n, n, IMAGE_SIZE, IMAGE_SIZE)
+    return images.reshape(n, n, *shape[:2], *shape[2:] if shape[2] > 1 else ())
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ def main(argv=None) -> int:
         print_summary(build_cvae(latent_dim=args.latent_dim, family=args.family), parts=True)
         return 0
 
-    run_info = prepare(args, images=IMAGES)
+    run_info = prepare(args, images=IMAGES, image_shape=(28, 28, 1))
     data, epochs = run_info.data, run_info.epochs
     k = data.num_classes
     check_class_index(parser, "--show-class", args.show_class, k)

@@ -161,7 +161,7 @@ def main(argv=None) -> int:
         print_summary(build_two_level())
         return 0
 
-    run_info = prepare(args, images=IMAGES_PER_MODEL)
+    run_info = prepare(args, images=IMAGES_PER_MODEL, image_shape=(28, 28, 1))
     data, epochs = run_info.data, run_info.epochs
     models = {"one_level": build_one_level(args.seed), "two_level": build_two_level(args.seed)}
     for model in models.values():

@@ -57,6 +57,7 @@ from common.cli import (
     positive_int,
     run,
 )
+from common.data import check_square_side
 from common.eval.classifier import FeatureClassifier, describe_fid
 from common.latent import traversal_codes
 from common.pipeline import batches
@@ -82,12 +83,11 @@ CONV_HIDDEN = 256
 # heads, mirrored by Conv2DTranspose in the decoder. `hidden=16` is exactly the keras.io VAE
 # example (fchollet, "Variational AutoEncoder").
 
-IMAGE_SHAPE = (28, 28, 1)
-PIXELS = 28 * 28
+IMAGE_SHAPE = (28, 28, 1)  # the default; colour data (32x32x3) gives its own shape
 
 
-def _inputs(condition_dim: int):
-    image = keras.Input(IMAGE_SHAPE, name="image")
+def _inputs(condition_dim: int, image_shape=IMAGE_SHAPE):
+    image = keras.Input(image_shape, name="image")
     label = keras.Input((condition_dim,), name="label") if condition_dim else None
     return image, label
 
@@ -106,18 +106,18 @@ def _with_label(h, label):
 
 
 def dense_encoder(latent_dim: int, *, hidden: int = 512, condition_dim: int = 0,
-                  name: str = "encoder") -> keras.Model:
+                  name: str = "encoder", image_shape=IMAGE_SHAPE) -> keras.Model:
     """Flatten -> Dense(hidden, relu) -> z_mean, z_log_var."""
-    image, label = _inputs(condition_dim)
+    image, label = _inputs(condition_dim, image_shape)
     h = _with_label(layers.Flatten(name="flatten")(image), label)
     h = layers.Dense(hidden, activation="relu", name="hidden")(h)
     return _heads(h, latent_dim, image, label, name)
 
 
 def conv_encoder(latent_dim: int, *, hidden: int = 256, condition_dim: int = 0,
-                 name: str = "encoder") -> keras.Model:
+                 name: str = "encoder", image_shape=IMAGE_SHAPE) -> keras.Model:
     """Conv2D 32, 64 (3x3, stride 2, relu) -> Flatten -> Dense(hidden, relu) -> heads."""
-    image, label = _inputs(condition_dim)
+    image, label = _inputs(condition_dim, image_shape)
     h = layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv_1")(image)
     h = layers.Conv2D(64, 3, strides=2, padding="same", activation="relu", name="conv_2")(h)
     h = _with_label(layers.Flatten(name="flatten")(h), label)
@@ -142,28 +142,31 @@ def _decoder_inputs(latent_dim: int, condition_dim: int):
 
 
 def dense_decoder(latent_dim: int, *, hidden: int = 512, condition_dim: int = 0,
-                  name: str = "decoder") -> keras.Model:
+                  name: str = "decoder", image_shape=IMAGE_SHAPE) -> keras.Model:
     """Dense(hidden, relu) -> Dense(784, sigmoid) -> Reshape(28, 28, 1)."""
     z, label, inputs = _decoder_inputs(latent_dim, condition_dim)
     h = layers.Dense(hidden, activation="relu", name="hidden")(_with_label(z, label))
     if label is not None:  # the label again, next to the hidden features
         h = layers.Concatenate(name="hidden_with_label")([h, label])
-    h = layers.Dense(PIXELS, activation="sigmoid", name="pixel_probabilities")(h)
-    return keras.Model(inputs, layers.Reshape(IMAGE_SHAPE, name="to_image")(h), name=name)
+    h = layers.Dense(int(np.prod(image_shape)), activation="sigmoid",
+                     name="pixel_probabilities")(h)
+    return keras.Model(inputs, layers.Reshape(image_shape, name="to_image")(h), name=name)
 
 
 def conv_decoder(latent_dim: int, *, condition_dim: int = 0,
-                 name: str = "decoder") -> keras.Model:
+                 name: str = "decoder", image_shape=IMAGE_SHAPE) -> keras.Model:
     """Dense(7*7*64, relu) -> Reshape -> Conv2DTranspose 64, 32 (stride 2, relu) ->
-    Conv2DTranspose 1 (sigmoid): 7 -> 14 -> 28 pixels a side."""
+    Conv2DTranspose 1 (sigmoid): 7 -> 14 -> 28 pixels a side (8 -> 16 -> 32, with 3 output
+    channels, for 32x32 colour images)."""
     z, label, inputs = _decoder_inputs(latent_dim, condition_dim)
-    h = layers.Dense(7 * 7 * 64, activation="relu", name="expand")(_with_label(z, label))
-    h = layers.Reshape((7, 7, 64), name="to_feature_maps")(h)
+    side = image_shape[0] // 4
+    h = layers.Dense(side * side * 64, activation="relu", name="expand")(_with_label(z, label))
+    h = layers.Reshape((side, side, 64), name="to_feature_maps")(h)
     h = layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu",
                                name="deconv_1")(h)
     h = layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu",
                                name="deconv_2")(h)
-    out = layers.Conv2DTranspose(1, 3, padding="same", activation="sigmoid",
+    out = layers.Conv2DTranspose(image_shape[-1], 3, padding="same", activation="sigmoid",
                                  name="pixel_probabilities")(h)
     return keras.Model(inputs, out, name=name)
 
@@ -179,7 +182,8 @@ def assemble_vae(encoder: keras.Model, decoder: keras.Model, *, beta: float = 1.
     compiles with no loss and trains on images alone (or on {"image", "label"} dicts).
     """
     conditional = isinstance(encoder.input, list)
-    image = keras.Input(IMAGE_SHAPE, name="image")
+    image = keras.Input((encoder.input[0] if conditional else encoder.input).shape[1:],
+                        name="image")
     label = keras.Input(encoder.input[1].shape[1:], name="label") if conditional else None
     mean, log_var = encoder([image, label] if conditional else image)
     z = Sampling(seed=seed, name="sampling")([mean, log_var])
@@ -199,14 +203,14 @@ class Spec:
     anneal_epochs: int = 0
 
 
-def build(spec: Spec, latent_dim: int, seed: int | None = None):
+def build(spec: Spec, latent_dim: int, seed: int | None = None, image_shape=IMAGE_SHAPE):
     """The add_loss VAE for `spec` (encoder and decoder are its layers `encoder`, `decoder`)."""
     if spec.family == "dense":
-        encoder = dense_encoder(latent_dim, hidden=spec.hidden)
-        decoder = dense_decoder(latent_dim, hidden=spec.hidden)
+        encoder = dense_encoder(latent_dim, hidden=spec.hidden, image_shape=image_shape)
+        decoder = dense_decoder(latent_dim, hidden=spec.hidden, image_shape=image_shape)
     else:
-        encoder = conv_encoder(latent_dim, hidden=spec.hidden)
-        decoder = conv_decoder(latent_dim)
+        encoder = conv_encoder(latent_dim, hidden=spec.hidden, image_shape=image_shape)
+        decoder = conv_decoder(latent_dim, image_shape=image_shape)
     start_beta = 0.0 if spec.anneal_epochs else spec.beta
     return assemble_vae(encoder, decoder, beta=start_beta, seed=seed, name=spec.name)
 
@@ -261,7 +265,9 @@ def main(argv=None) -> int:
 
     run_info = prepare(args, images=IMAGES_PER_MODEL)
     data, epochs = run_info.data, run_info.epochs
-    models = {s.name: build(s, args.latent_dim, seed=args.seed) for s in chosen}
+    check_square_side(data, multiple=4)  # the conv models halve the image twice
+    models = {s.name: build(s, args.latent_dim, seed=args.seed, image_shape=data.image_shape)
+              for s in chosen}
     print_summaries(models)
     print(f"training {len(models)} models for {plural(epochs, 'epoch')} each")
     steps = epochs * (len(data.x_train) // args.batch_size)

@@ -147,7 +147,7 @@ def main(argv=None) -> int:
         print_summary(prior)
         return 0
 
-    run_info = prepare(args, images=IMAGES)
+    run_info = prepare(args, images=IMAGES, image_shape=(28, 28, 1))
     data, epochs = run_info.data, run_info.epochs
     print_summary(vqvae, parts=True)
     print_summary(prior)

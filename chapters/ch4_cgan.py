@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     if args.summary:
         return build_cgan(seed=args.seed).print_summaries()
 
-    run_info = prepare(args, images=IMAGES)
+    run_info = prepare(args, images=IMAGES, image_shape=(28, 28, 1))
     data, epochs, k = run_info.data, run_info.epochs, run_info.data.num_classes
     gan = build_cgan(k, args.seed)
     gan.print_summaries()

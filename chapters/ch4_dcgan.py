@@ -34,6 +34,7 @@ from keras import layers
 
 from common import figures
 from common.cli import make_parser, parse, plural, run
+from common.data import check_square_side
 from common.errors import UserError
 from common.eval.classifier import FeatureClassifier, describe_fid
 from common.gan.training import GAN, SampleGrid, equilibrium_curves, fit_gan, generate
@@ -43,7 +44,7 @@ from common.scaling import to_tanh_range
 from common.training import prepare
 
 CHAPTER = "ch4_dcgan"
-IMAGE_SHAPE = (28, 28, 1)
+IMAGE_SHAPE = (28, 28, 1)  # the default; 32x32x3 colour data (tfds:cifar10) gives its own
 LATENT_DIM = 100
 IMAGES = 180_000  # default budget: 3 epochs of 60,000 images
 SCORED = 5_000
@@ -56,22 +57,25 @@ CH2_DECODER, CH2_IMAGE_SIZE, CH2_LATENT_DIM = "vae_decoder.keras", 32, 2
 # The two players (Radford et al. 2015, sec. 3): no pooling, since strided convolutions learn
 # their own down- and upsampling; batch norm in both networks, but not on the generator's
 # output or the discriminator's input; ReLU in the generator with tanh at the output,
-# LeakyReLU(0.2) in the discriminator, which ends in one logit.
+# LeakyReLU(0.2) in the discriminator, which ends in one logit. The batch norm is
+# `synchronized`: under --distribute its statistics are those of the global batch.
 
-def generator_layers() -> list[layers.Layer]:
+def generator_layers(image_shape=IMAGE_SHAPE) -> list[layers.Layer]:
     """Dense 7*7*128 -> Reshape -> Conv2DTranspose 64 (14x14) -> Conv2DTranspose 1 (28x28,
     tanh): from a noise vector to an image in [-1, 1]. ch4_cgan puts the same stack after
-    noise and label."""
+    noise and label. For 32x32 colour images the stack starts at 8x8 and ends in 3
+    channels."""
+    side = image_shape[0] // 4
     return [
-        layers.Dense(7 * 7 * 128, use_bias=False, name="project"),
-        layers.BatchNormalization(name="project_bn"),
+        layers.Dense(side * side * 128, use_bias=False, name="project"),
+        layers.BatchNormalization(synchronized=True, name="project_bn"),
         layers.ReLU(name="project_relu"),
-        layers.Reshape((7, 7, 128), name="to_feature_maps"),
+        layers.Reshape((side, side, 128), name="to_feature_maps"),
         layers.Conv2DTranspose(64, 4, strides=2, padding="same", use_bias=False, name="up_14"),
-        layers.BatchNormalization(name="up_14_bn"),
+        layers.BatchNormalization(synchronized=True, name="up_14_bn"),
         layers.ReLU(name="up_14_relu"),
-        layers.Conv2DTranspose(1, 4, strides=2, padding="same", activation="tanh",
-                               name="up_28"),
+        layers.Conv2DTranspose(image_shape[-1], 4, strides=2, padding="same",
+                               activation="tanh", name="up_28"),
     ]
 
 
@@ -82,29 +86,32 @@ def discriminator_layers() -> list[layers.Layer]:
         layers.Conv2D(64, 4, strides=2, padding="same", name="down_14"),
         layers.LeakyReLU(0.2, name="down_14_lrelu"),
         layers.Conv2D(128, 4, strides=2, padding="same", use_bias=False, name="down_7"),
-        layers.BatchNormalization(name="down_7_bn"),
+        layers.BatchNormalization(synchronized=True, name="down_7_bn"),
         layers.LeakyReLU(0.2, name="down_7_lrelu"),
         layers.Flatten(name="flatten"),
         layers.Dense(1, name="logit"),
     ]
 
 
-def build_generator(latent_dim: int = LATENT_DIM, name: str = "generator") -> keras.Model:
+def build_generator(latent_dim: int = LATENT_DIM, name: str = "generator",
+                    image_shape=IMAGE_SHAPE) -> keras.Model:
     """G: z (100) -> image (28, 28, 1); 784,641 parameters."""
-    return keras.Sequential([keras.Input((latent_dim,), name="z"), *generator_layers()],
-                            name=name)
+    return keras.Sequential([keras.Input((latent_dim,), name="z"),
+                             *generator_layers(image_shape)], name=name)
 
 
-def build_discriminator(name: str = "discriminator") -> keras.Model:
+def build_discriminator(name: str = "discriminator", image_shape=IMAGE_SHAPE) -> keras.Model:
     """D: image (28, 28, 1) -> one logit; 138,945 parameters."""
-    return keras.Sequential([keras.Input(IMAGE_SHAPE, name="image"), *discriminator_layers()],
+    return keras.Sequential([keras.Input(image_shape, name="image"), *discriminator_layers()],
                             name=name)
 
 
-def build_dcgan(seed: int | None = None) -> GAN:
+def build_dcgan(seed: int | None = None, image_shape=IMAGE_SHAPE) -> GAN:
     """G and D in the shared adversarial step (common.gan.training): one D and one G update
     per batch."""
-    return GAN(build_generator(), build_discriminator(), LATENT_DIM, seed=seed, name="dcgan")
+    return GAN(build_generator(image_shape=image_shape),
+               build_discriminator(image_shape=image_shape), LATENT_DIM, seed=seed,
+               name="dcgan")
 
 
 def main(argv=None) -> int:
@@ -112,12 +119,13 @@ def main(argv=None) -> int:
                          learning_rate=2e-4,
                          learning_rate_help="Adam's step size for both networks")
     args = parse(parser, argv)
-    gan = build_dcgan(args.seed)
     if args.summary:
-        return gan.print_summaries()
+        return build_dcgan(args.seed).print_summaries()
 
     run_info = prepare(args, images=IMAGES)
     data, epochs = run_info.data, run_info.epochs
+    check_square_side(data, multiple=4)
+    gan = build_dcgan(args.seed, data.image_shape)  # 28x28x1, or 32x32x3 colour
     gan.print_summaries()
     rng = np.random.default_rng(args.seed)
     grid = SampleGrid(args.out, rng.standard_normal((50, LATENT_DIM)).astype("float32"),
@@ -164,6 +172,8 @@ def main(argv=None) -> int:
 def vae_sample_fid(judge, ch2_out: Path, data, rng) -> float | None:
     """Classifier FID of the chapter-2 VAE's samples z ~ N(0, I), when that chapter ran in
     full on the same dataset. Its decoder makes 32x32 images; the 28x28 centre is scored."""
+    if data.image_shape != IMAGE_SHAPE:  # the decoder's 28x28 centre is grey MNIST-sized
+        return None
     try:
         record = json.loads((ch2_out / "metrics.json").read_text())
     except (OSError, ValueError):

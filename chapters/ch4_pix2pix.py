@@ -42,7 +42,14 @@ from common import figures
 from common.atomic import save_model
 from common.cli import make_parser, parse, plural, run
 from common.eval.classifier import FeatureClassifier, wilson_interval
-from common.gan.training import GAN, SampleGrid, equilibrium_curves, fit_gan, generate
+from common.gan.training import (
+    GAN,
+    SampleGrid,
+    bce_with_logits,
+    equilibrium_curves,
+    fit_gan,
+    generate,
+)
 from common.pipeline import batches
 from common.results import write_metrics
 from common.scaling import to_tanh_range
@@ -96,6 +103,11 @@ def make_inputs(task: str, x: np.ndarray, seed: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Networks.
 
+def batch_norm(name: str) -> layers.BatchNormalization:
+    """Batch norm whose statistics, under --distribute, are those of the global batch."""
+    return layers.BatchNormalization(synchronized=True, name=name)
+
+
 def build_unet(name: str = "unet") -> keras.Model:
     """U-Net (Ronneberger et al. 2015) as pix2pix uses it: an encoder halving the image three
     times, a decoder doubling it back, and skips that concatenate each encoder output to the
@@ -103,15 +115,15 @@ def build_unet(name: str = "unet") -> keras.Model:
     x = keras.Input((SIZE, SIZE, 1), name="input_image")
     e16 = layers.LeakyReLU(0.2, name="enc_16_lrelu")(
         layers.Conv2D(32, 4, strides=2, padding="same", name="enc_16")(x))
-    e8 = layers.LeakyReLU(0.2, name="enc_8_lrelu")(layers.BatchNormalization(name="enc_8_bn")(
+    e8 = layers.LeakyReLU(0.2, name="enc_8_lrelu")(batch_norm("enc_8_bn")(
         layers.Conv2D(64, 4, strides=2, padding="same", use_bias=False, name="enc_8")(e16)))
-    e4 = layers.LeakyReLU(0.2, name="enc_4_lrelu")(layers.BatchNormalization(name="enc_4_bn")(
+    e4 = layers.LeakyReLU(0.2, name="enc_4_lrelu")(batch_norm("enc_4_bn")(
         layers.Conv2D(128, 4, strides=2, padding="same", use_bias=False, name="enc_4")(e8)))
-    d8 = layers.ReLU(name="dec_8_relu")(layers.BatchNormalization(name="dec_8_bn")(
+    d8 = layers.ReLU(name="dec_8_relu")(batch_norm("dec_8_bn")(
         layers.Conv2DTranspose(64, 4, strides=2, padding="same", use_bias=False,
                                name="dec_8")(e4)))
     d8 = layers.Concatenate(name="skip_8")([d8, e8])
-    d16 = layers.ReLU(name="dec_16_relu")(layers.BatchNormalization(name="dec_16_bn")(
+    d16 = layers.ReLU(name="dec_16_relu")(batch_norm("dec_16_bn")(
         layers.Conv2DTranspose(32, 4, strides=2, padding="same", use_bias=False,
                                name="dec_16")(d8)))
     d16 = layers.Concatenate(name="skip_16")([d16, e16])
@@ -128,7 +140,7 @@ def build_patch_discriminator() -> keras.Model:
     h = layers.Concatenate(name="pair")([candidate, condition])
     h = layers.LeakyReLU(0.2, name="down_16_lrelu")(
         layers.Conv2D(32, 4, strides=2, padding="same", name="down_16")(h))
-    h = layers.LeakyReLU(0.2, name="down_8_lrelu")(layers.BatchNormalization(name="down_8_bn")(
+    h = layers.LeakyReLU(0.2, name="down_8_lrelu")(batch_norm("down_8_bn")(
         layers.Conv2D(64, 4, strides=2, padding="same", use_bias=False, name="down_8")(h)))
     logits = layers.Conv2D(1, 3, padding="same", name="patch_logits")(h)
     return keras.Model([candidate, condition], logits, name="patch_discriminator")
@@ -153,8 +165,8 @@ class Pix2Pix(GAN):
         return self.generator(condition, training=training)
 
     def generator_objective(self, fake_logits, fake, real):
-        adversarial = self.bce(ops.ones_like(fake_logits), fake_logits)
-        l1 = ops.mean(ops.abs(real - fake))
+        adversarial = bce_with_logits(1.0, fake_logits)
+        l1 = ops.mean(ops.abs(real - ops.cast(fake, "float32")))
         return adversarial + self.l1_weight * l1, {"g_loss": adversarial, "l1": l1}
 
 
@@ -186,7 +198,7 @@ def main(argv=None) -> int:
     if args.summary:
         return gan.print_summaries()
 
-    run_info = prepare(args, images=IMAGES, pad_to=SIZE)
+    run_info = prepare(args, images=IMAGES, pad_to=SIZE, image_shape=(SIZE, SIZE, 1))
     data, epochs = run_info.data, run_info.epochs
     gan.print_summaries()
     print(f"task {args.task}: building the input images")

@@ -97,7 +97,7 @@ def main(argv=None) -> int:
                                       denoiser=args.denoiser).network)
         return 0
 
-    run_info = prepare(args, images=IMAGES)
+    run_info = prepare(args, images=IMAGES, image_shape=(28, 28, 1))
     data, epochs, k = run_info.data, run_info.epochs, run_info.data.num_classes
     check_class_index(parser, "--show-class", args.show_class, k)
     model = build_diffusion(args.channels, k, seed=args.seed, name="cfg_diffusion",

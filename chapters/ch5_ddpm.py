@@ -49,6 +49,7 @@ from keras import layers
 from common import figures
 from common.atomic import save_model
 from common.cli import make_parser, parse, plural, run
+from common.data import check_square_side
 from common.diffusion.samplers import describe, sample, sample_ddim, sample_ddpm
 from common.diffusion.schedule import Schedule, TimestepEmbedding
 from common.diffusion.trainer import (
@@ -128,9 +129,10 @@ def step_and_label(shape, num_classes: int, sinusoid_dim: int, width: int,
 
 
 def build_unet(channels: int = 32, num_classes: int = 0, attention: bool = True,
-               name: str = "unet") -> keras.Model:
-    """[x_t (28, 28, 1), t (int)] (+ label (int)) -> predicted noise (28, 28, 1)."""
-    inputs, emb = step_and_label(SHAPE, num_classes, channels, 4 * channels)
+               name: str = "unet", shape=SHAPE) -> keras.Model:
+    """[x_t (28, 28, 1), t (int)] (+ label (int)) -> predicted noise (28, 28, 1). Any
+    square image whose side halves twice works: 32x32x3 colour images go 32 -> 16 -> 8."""
+    inputs, emb = step_and_label(shape, num_classes, channels, 4 * channels)
     h = layers.Conv2D(channels, 3, padding="same", name="stem")(inputs[0])
     skip28 = residual_block(h, emb, channels, "down28")
     h = layers.Conv2D(channels, 3, strides=2, padding="same", name="to14")(skip28)
@@ -148,7 +150,7 @@ def build_unet(channels: int = 32, num_classes: int = 0, attention: bool = True,
                        "up28_block")
     h = layers.Activation("swish", name="out_act")(layers.GroupNormalization(GROUPS,
                                                                              name="out_norm")(h))
-    out = layers.Conv2D(1, 3, padding="same", name="noise")(h)
+    out = layers.Conv2D(shape[-1], 3, padding="same", name="noise")(h)
     return keras.Model(inputs, out, name=name)
 
 
@@ -214,13 +216,13 @@ def build_dit(shape=SHAPE, num_classes: int = 0, *, patch: int = 4, width: int =
 
 def build_diffusion(channels: int = 32, num_classes: int = 0, seed: int | None = None,
                     name: str = "ddpm", attention: bool = False,
-                    denoiser: str = "unet") -> DiffusionModel:
+                    denoiser: str = "unet", shape=SHAPE) -> DiffusionModel:
     """The noise predictor (the U-Net, or with denoiser="dit" the diffusion Transformer), its
-    EMA twin, and the training wrapper (common.diffusion.trainer)."""
+    EMA twin, and the training wrapper (common.diffusion.trainer), for images of `shape`."""
     def network(network_name):
         if denoiser == "dit":
-            return build_dit(SHAPE, num_classes, name=network_name)
-        return build_unet(channels, num_classes, attention, name=network_name)
+            return build_dit(shape, num_classes, name=network_name)
+        return build_unet(channels, num_classes, attention, name=network_name, shape=shape)
 
     return DiffusionModel(network("unet" if denoiser == "unet" else "dit"),
                           network("unet_ema" if denoiser == "unet" else "dit_ema"),
@@ -244,14 +246,17 @@ def main(argv=None) -> int:
     add_diffusion_flags(parser)
     args = parse(parser, argv)
     check_diffusion_flags(parser, args)
-    model = build_diffusion(args.channels, seed=args.seed, attention=args.attention,
-                            denoiser=args.denoiser)
     if args.summary:
-        print_summary(model.network)
+        print_summary(build_diffusion(args.channels, attention=args.attention,
+                                      denoiser=args.denoiser).network)
         return 0
 
     run_info = prepare(args, images=IMAGES)
     data, epochs = run_info.data, run_info.epochs
+    check_square_side(data, multiple=4)
+    shape = data.image_shape  # 28x28x1, or 32x32x3 colour
+    model = build_diffusion(args.channels, seed=args.seed, attention=args.attention,
+                            denoiser=args.denoiser, shape=shape)
     print_summary(model.network)
     print(f"\n== training the noise predictor for {plural(epochs, 'epoch')} ==")
     run_ = train_diffusion(model, data, epochs=epochs, batch_size=args.batch_size,
@@ -266,18 +271,18 @@ def main(argv=None) -> int:
     n_fid = min(args.fid_samples, 64) if args.quick else args.fid_samples
     label = describe(args.sampler, args.sampling_steps)
     print(f"\nsampling {n_fid} images with {label} for the FID")
-    drawn = to_unit_range(sample(model.ema_network, model.schedule, (n_fid, *SHAPE),
+    drawn = to_unit_range(sample(model.ema_network, model.schedule, (n_fid, *shape),
                                  sampler=args.sampler, sampling_steps=args.sampling_steps,
                                  seed=args.seed))
     scored = judge.fid_report(data, drawn)
     print(f"{label} samples: {describe_fid(scored)}")
     timing, strips = {}, None
     if not args.quick:  # 1000 network passes per image: minutes, so not in a smoke test
-        timing, strips = compare_samplers(model, judge, data, 64, args.seed)
+        timing, strips = compare_samplers(model, judge, data, 64, args.seed, shape)
         print(f"64-image timing: DDPM-1000 {timing['ddpm_seconds']:.1f} s (FID "
               f"{timing['ddpm_fid']:.1f}), DDIM-50 {timing['ddim_seconds']:.1f} s (FID "
               f"{timing['ddim_fid']:.1f}); ratio {timing['time_ratio']:.3f}")
-    reverse_process_figure(model, args.out / "reverse_process.png", args.seed, strips)
+    reverse_process_figure(model, args.out / "reverse_process.png", args.seed, strips, shape)
     figures.image_grid(drawn[:100], args.out / "samples.png", ncols=10,
                        suptitle=f"{label} samples from the EMA weights")
     figures.curves({"train MSE on the noise": run_.history["loss"]}, args.out / "loss_curve.png",
@@ -297,29 +302,29 @@ def main(argv=None) -> int:
     return 0
 
 
-def reverse_process_figure(model, path, seed: int, strips=None) -> None:
+def reverse_process_figure(model, path, seed: int, strips=None, shape=SHAPE) -> None:
     """Six samples as strips of x_t, from noise to image: the ancestral DDPM run of
     compare_samplers every 100 steps, or (in a --quick run, which skips it) DDIM-50 every 5
     of its steps."""
     if strips is None:
-        strips = sample_ddim(model.ema_network, model.schedule, (6, *SHAPE), seed=seed + 1,
+        strips = sample_ddim(model.ema_network, model.schedule, (6, *shape), seed=seed + 1,
                              keep_every=5)
         name = "DDIM-50, every 5 of its steps"
     else:
         name = "ancestral DDPM, every 100 of 1000 steps"
     frames = to_unit_range(strips[1][:, :6].transpose(1, 0, 2, 3, 4))  # x_T ... x_0 per row
-    figures.image_grid(frames.reshape(-1, *SHAPE), path, ncols=frames.shape[1],
+    figures.image_grid(frames.reshape(-1, *shape), path, ncols=frames.shape[1],
                        suptitle=f"The reverse process, noise to image ({name})")
 
 
-def compare_samplers(model, judge, data, n: int, seed: int):
+def compare_samplers(model, judge, data, n: int, seed: int, shape=SHAPE):
     """Time DDPM-1000 and DDIM-50 drawing n images each (the time includes tracing each
     sampler's loop, a few seconds); the FID of each set. Also returns the DDPM run's final
     images and its x_t every 100 steps, which the reverse-process figure shows."""
     results, strips = {}, None
     for name, sampler, keep in (("ddpm", sample_ddpm, 100), ("ddim", sample_ddim, 0)):
         start = time.perf_counter()
-        drawn = sampler(model.ema_network, model.schedule, (n, *SHAPE), seed=seed + 7,
+        drawn = sampler(model.ema_network, model.schedule, (n, *shape), seed=seed + 7,
                         keep_every=keep)
         results[f"{name}_seconds"] = round(time.perf_counter() - start, 2)
         if keep:

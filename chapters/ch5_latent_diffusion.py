@@ -76,6 +76,7 @@ from common.diffusion.trainer import (
     check_diffusion_flags,
     train_diffusion,
 )
+from common.distribute import gradient_loss
 from common.errors import UserError
 from common.eval.classifier import FeatureClassifier, describe_fid, describe_scores
 from common.pipeline import batches
@@ -181,14 +182,16 @@ class KLAutoencoder(keras.Model):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # fit(x) or train_on_batch(x)
         with tf.GradientTape() as tape:
             mean, log_var = self.encoder(x, training=True)
-            decoded = self.decoder(self.sampling([mean, log_var]), training=True)
+            decoded = ops.cast(self.decoder(self.sampling([mean, log_var]), training=True),
+                               "float32")  # the loss in float32 under --precision
             reconstruction = ops.mean(ops.sum(ops.square(x - decoded), axis=(1, 2, 3)))
             flat = (ops.shape(mean)[0], -1)
-            kl = ops.mean(kl_to_standard_normal(ops.reshape(mean, flat),
-                                                ops.reshape(log_var, flat)))
+            kl = ops.mean(kl_to_standard_normal(ops.cast(ops.reshape(mean, flat), "float32"),
+                                                ops.cast(ops.reshape(log_var, flat), "float32")))
             loss = reconstruction + self.kl_weight * kl
+            scaled = gradient_loss(loss, self.optimizer)  # under --distribute, this replica's share
         weights = self.trainable_weights
-        self.optimizer.apply(tape.gradient(loss, weights), weights)
+        self.optimizer.apply(tape.gradient(scaled, weights), weights)
         for tracker, value in zip(self.trackers, (loss, reconstruction, kl)):
             tracker.update_state(value)
         return {t.name: t.result() for t in self.trackers}
@@ -431,7 +434,7 @@ def main(argv=None) -> int:
                                              denoiser=args.denoiser).network)
         return 0
 
-    run_info = prepare(args, images=IMAGES)
+    run_info = prepare(args, images=IMAGES, image_shape=(28, 28, 1))
     data, k = run_info.data, run_info.data.num_classes
     try:
         prompts = [parse_prompt(text, data.class_names) for text in args.prompt]

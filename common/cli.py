@@ -1,6 +1,7 @@
 """The command line every chapter shares.
 
     --epochs --batch-size --dataset --seed --out --quick --summary
+    --distribute --precision     (chapters that train with mini-batches)
 
 A user mistake (a bad flag value, an unknown dataset, an unwritable --out, missing data, a NaN
 loss) ends in one `<script>.py: error: ...` line on stderr and exit status 2, never a
@@ -11,6 +12,7 @@ to write.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -20,6 +22,7 @@ from common.data import check_name
 from common.errors import UserError
 
 _NEW_OUTPUTS: list[Path] = []  # --out folders that did not exist when the flags were read
+_RUN_SCOPE = contextlib.ExitStack()  # the strategy scope a --distribute run trains in
 QUICK_LIMIT = 512  # images per split in --quick runs: enough for a few real batches
 OUTPUT_ROOT = Path("outputs")
 
@@ -105,6 +108,11 @@ def make_parser(chapter: str, description: str, *, epochs: int | None,
                                            f"{QUICK_LIMIT} images per split")
     parser.add_argument("--summary", action="store_true",
                         help="print every model.summary() of the chapter and exit")
+    if trains and batch_size is not None:
+        from common.distribute import add_flag as add_distribute_flag
+        from common.precision import add_flag as add_precision_flag
+        add_distribute_flag(parser)
+        add_precision_flag(parser)
     parser.trains = trains
     return parser
 
@@ -124,6 +132,7 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
         if parsed.batch_size is not None:
             settled["batch_size"] = min(parsed.batch_size, QUICK_LIMIT // 4)
     args = argparse.Namespace(**{**vars(parsed), **settled})
+    _set_up_devices(args)
     if not args.summary:
         problem = writable_dir_problem(args.out)
         if problem:
@@ -131,6 +140,24 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
         if not args.out.exists():
             _NEW_OUTPUTS.append(args.out)
     return args
+
+
+def _set_up_devices(args: argparse.Namespace) -> None:
+    """--precision sets Keras's dtype policy. --distribute makes the strategy
+    (common.distribute), enters its scope for the rest of the run (`run` leaves it), and turns
+    --batch-size into the global batch: per replica times replicas."""
+    args.replicas, args.strategy_name = 1, None
+    if getattr(args, "precision", "float32") != "float32":
+        from common.precision import set_policy
+        set_policy(args.precision)
+    if not getattr(args, "distribute", False):
+        return
+    from common.distribute import describe, make_strategy
+    strategy = make_strategy(True)
+    _RUN_SCOPE.enter_context(strategy.scope())
+    args.replicas, args.strategy_name = strategy.num_replicas_in_sync, type(strategy).__name__
+    print(describe(strategy, args.batch_size))
+    args.batch_size *= args.replicas
 
 
 def check_class_index(parser, flag: str, value: int, num_classes: int) -> None:
@@ -200,3 +227,7 @@ def run(main, argv=None, prog: str | None = None) -> int:
         print("interrupted: run the same command again to resume from the last finished "
               "epoch", file=sys.stderr)
         return 130
+    finally:  # a second run in this process starts on one device, in float32
+        _RUN_SCOPE.close()
+        if "keras" in sys.modules:
+            sys.modules["keras"].mixed_precision.set_global_policy("float32")

@@ -145,6 +145,16 @@ def _shape(raw: Dataset, *, pad_to, flatten, limit) -> Dataset:
                    raw.class_names, notes)
 
 
+def check_square_side(data: Dataset, multiple: int) -> None:
+    """Models that halve the image twice (28 -> 14 -> 7, 32 -> 16 -> 8) need square images
+    whose side is a multiple of `multiple`: a DataError naming the data otherwise."""
+    shape = data.image_shape
+    if len(shape) != 3 or shape[0] != shape[1] or shape[0] % multiple:
+        raise DataError(f"{data.name} has images of {'x'.join(map(str, shape))}; this chapter "
+                        f"needs square HxWxC images whose side is a multiple of {multiple} "
+                        "(28x28 or 32x32, grey or colour)")
+
+
 def pad_images(x: np.ndarray, size: int) -> np.ndarray:
     """Zero-pad NHWC images symmetrically to size x size (28 -> 32 adds a 2-pixel border)."""
     h, w = x.shape[1:3]

@@ -5,13 +5,28 @@ each global batch; the gradients are summed across replicas before the one share
 the run computes what a single device would on the whole global batch, only faster.
 - `MirroredStrategy`: all GPUs of this machine (with none, it still runs, on the CPU);
 - `MultiWorkerMirroredStrategy`: several machines, when `TF_CONFIG` names them (each machine
-  runs the same command with its own `TF_CONFIG` "task" entry).
+  runs the same command with its own `TF_CONFIG` "task" entry). Keras 3's `fit` cannot yet
+  train under it across processes, so the chapters refuse that in one line
+  (`check_fit_supported`); a TF_CONFIG naming this one process runs.
 Models and optimizers must be created inside `strategy.scope()` so their variables are
-mirrored; the global batch is `--batch-size` per replica times the number of replicas.
+mirrored; the global batch is `--batch-size` per replica times the number of replicas, and a
+learning rate is stated for the global batch. `common.cli.parse` does this for every training
+chapter: with `--distribute` the whole run happens inside the strategy's scope.
 
-Replicas run in threads of their own. Keras keeps its global random state per thread, so a
-model that draws unseeded random numbers inside its step (the book-form VAE's Lambda sampler)
-cannot run under a strategy; the chapter-2 dense autoencoder, which draws none, shows it.
+Two rules keep a training step correct under a strategy, so that N replicas compute what one
+device would on the global batch:
+- Each replica differentiates its share of the global mean loss (`gradient_loss`: the mean
+  over its rows divided by the number of replicas); the gradients are then summed across
+  replicas. Keras's built-in `train_step`, `Loss` objects and `add_loss` do this themselves;
+  the custom steps (the GAN step, the diffusion trainer, the latent autoencoder) call
+  `gradient_loss`.
+- Random numbers inside a step (noise, timesteps, the VAE's eps) come from a seeded
+  `SeedGenerator` whose state every replica shares. Drawn as usual, every replica would get
+  the same numbers for its rows; `draw` instead draws for the whole global batch and keeps
+  this replica's rows, so the run sees exactly the numbers of a one-device run.
+Batch norm in the GANs is `synchronized`, so its statistics are the global batch's too.
+tests/test_distribute.py checks all of it: two logical CPU devices give the losses and
+weights of one device.
 """
 
 from __future__ import annotations
@@ -37,18 +52,72 @@ def make_strategy(enabled: bool, devices: list[str] | None = None) -> tf.distrib
         return tf.distribute.get_strategy()
     if os.environ.get("TF_CONFIG"):
         try:
-            json.loads(os.environ["TF_CONFIG"])
+            config = json.loads(os.environ["TF_CONFIG"])
         except ValueError as err:
             raise UserError(f"TF_CONFIG is not valid JSON ({err}); unset it to train on this "
                             "machine alone") from None
+        check_fit_supported(config)
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.MirroredStrategy(devices)
+
+
+def check_fit_supported(config: dict) -> None:
+    """Keras 3's `fit` cannot train under MultiWorkerMirroredStrategy across processes: its
+    step reduces the scalar logs with `strategy.reduce("MEAN", value, axis=0)`, which fails on
+    a scalar, and it reduces the first batch eagerly before tracing (keras-team/keras#20585).
+    The chapters train with `fit`, so a TF_CONFIG that names several processes is a one-line
+    error (before the strategy waits for the others), not a traceback. tests/test_distribute.py
+    trains across two worker processes with a step of its own under the same strategy, using
+    this module's `gradient_loss` and `draw`."""
+    cluster = config.get("cluster", {}) if isinstance(config, dict) else {}
+    if sum(len(tasks) for tasks in cluster.values()) > 1:
+        raise UserError("TF_CONFIG names several processes, but Keras's fit cannot yet train "
+                        "under MultiWorkerMirroredStrategy across them (keras-team/keras#20585);"
+                        " unset TF_CONFIG to train on this machine's devices")
 
 
 def describe(strategy: tf.distribute.Strategy, batch_size: int) -> str:
     replicas = strategy.num_replicas_in_sync
     return (f"distributed with {type(strategy).__name__} over {replicas} replica(s): global "
             f"batch {batch_size * replicas} ({batch_size} per replica)")
+
+
+def replicas() -> int:
+    """How many replicas share the global batch (1 outside any strategy)."""
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def this_replicas_rows(values, rows):
+    """Rows [i * rows, (i + 1) * rows) of `values`, for replica i of the strategy in force (all
+    of `values` with one replica)."""
+    if replicas() == 1:
+        return values
+    start = tf.distribute.get_replica_context().replica_id_in_sync_group * rows
+    return values[start:start + rows]
+
+
+def draw(sample, shape, *args, **kwargs):
+    """`sample(shape, *args, **kwargs)` (a `keras.random` function with a `SeedGenerator`) for this
+    replica's rows of a global batch: drawn for all replicas' rows, then sliced, so that the
+    numbers do not depend on how many replicas share the batch."""
+    n = replicas()
+    if n == 1 or tf.distribute.in_cross_replica_context():  # e.g. Keras building the model
+        return sample(shape, *args, **kwargs)
+    rows = shape[0]
+    if isinstance(shape, (tuple, list)):
+        whole = (rows * n, *shape[1:])
+    else:  # a shape tensor
+        whole = tf.concat([[rows * n], shape[1:]], axis=0)
+    return this_replicas_rows(sample(whole, *args, **kwargs), rows)
+
+
+def gradient_loss(loss, optimizer):
+    """What a replica differentiates: its mean loss over its rows, divided by the number of
+    replicas (the gradients are summed across them), times the loss scale when the optimizer
+    is a `LossScaleOptimizer` (mixed_float16, common.precision). Call it inside the tape."""
+    n = replicas()
+    share = loss if n == 1 else loss / n
+    return optimizer.scale_loss(share)
 
 
 def split_cpu(count: int) -> list[str]:

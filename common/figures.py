@@ -1,7 +1,8 @@
 """Figures a learner expects, drawn headless (matplotlib Agg) and written atomically.
 
-Images may be given as NHWC arrays or as flat vectors (the dense models' 784 = 28x28 or the
-CNN models' 1024 = 32x32); `as_images` turns either into (N, H, W) for `imshow`.
+Images may be given as NHWC arrays or as flat vectors (the dense models' 784 = 28x28, the
+CNN models' 1024 = 32x32, or 3,072 = 32x32x3 in colour); `as_images` turns either into
+(N, H, W) grey or (N, H, W, 3) colour images, and `show` draws one either way.
 """
 
 from __future__ import annotations
@@ -32,16 +33,28 @@ def save(fig, path: str | Path) -> Path:
 
 
 def as_images(x: np.ndarray) -> np.ndarray:
-    """(N, H, W[, 1]) or (N, H*W) -> (N, H, W); flat vectors must be square images."""
+    """(N, H, W[, 1]) or (N, H*W) -> (N, H, W); (N, H, W, 3) or (N, H*W*3) -> (N, H, W, 3).
+    Flat vectors must be square images, grey or colour."""
     x = np.asarray(x)
     if x.ndim == 2:
-        side = math.isqrt(x.shape[1])
-        if side * side != x.shape[1]:
-            raise ValueError(f"cannot show vectors of length {x.shape[1]} as square images")
-        return x.reshape(len(x), side, side)
+        length = x.shape[1]
+        for channels in (1, 3):
+            side = math.isqrt(length // channels)
+            if side * side * channels == length:
+                shape = (side, side) if channels == 1 else (side, side, channels)
+                return x.reshape(len(x), *shape)
+        raise ValueError(f"cannot show vectors of length {length} as square images")
     if x.ndim == 4 and x.shape[-1] == 1:
         return x[..., 0]
     return x
+
+
+def show(ax, image, **kwargs):
+    """imshow for a [0, 1] image: grey (H, W) on the gray colour map, colour (H, W, 3) as is."""
+    image = np.clip(image, 0.0, 1.0)
+    if image.ndim == 3:
+        return ax.imshow(image, **kwargs)
+    return ax.imshow(image, cmap="gray", vmin=0, vmax=1, **kwargs)
 
 
 def image_grid(images, path, *, ncols: int = 10, titles=None, row_labels=None,
@@ -57,7 +70,7 @@ def image_grid(images, path, *, ncols: int = 10, titles=None, row_labels=None,
         for side in ax.spines.values():
             side.set_visible(False)
         if i < len(images):
-            ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
+            show(ax, images[i])
             if titles is not None:
                 ax.set_title(str(titles[i]), fontsize=7)
     if row_labels is not None:
@@ -149,7 +162,7 @@ def prediction_grid(images, y_true, y_pred, class_names, path, *, title: str) ->
             picks, row = (right, r) if r < k else (wrong, r - k)
             if row < len(picks):
                 i = picks[row]
-                ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
+                show(ax, images[i])
                 color = "green" if y_pred[i] == y_true[i] else "red"
                 ax.set_title(f"pred {class_names[y_pred[i]]}"[:16], fontsize=6, color=color)
         axes[0, c].set_title(f"{class_names[c]}\n" + axes[0, c].get_title(), fontsize=6)
@@ -184,16 +197,17 @@ def scatter_panels(panels, labels, class_names, path, *, suptitle: str) -> Path:
 
 
 def decoded_grid(images, path, *, extent, title: str, xlabel="z[0]", ylabel="z[1]") -> Path:
-    """A (rows, cols, H, W) block of decoded images shown as one picture over latent axes.
+    """A (rows, cols, H, W[, 3]) block of decoded images shown as one picture over latent
+    axes.
 
     Row 0 is drawn at the top, so callers put the largest z[1] in row 0. `extent` is
     (left, right, bottom, top) in latent units, used only to label the axes.
     """
     images = np.asarray(images)
-    rows, cols, h, w = images.shape
-    mosaic = images.transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
+    rows, cols, h, w = images.shape[:4]
+    mosaic = images.swapaxes(1, 2).reshape(rows * h, cols * w, *images.shape[4:])
     fig, ax = plt.subplots(figsize=(7, 7))
-    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, extent=extent, aspect="auto")
+    show(ax, mosaic, extent=extent, aspect="auto")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     return save(fig, path)
 
@@ -202,7 +216,7 @@ def code_map(image, codes, path, *, title: str) -> Path:
     """An image beside the grid of discrete codes that stands for it, each cell labelled."""
     codes = np.asarray(codes)
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 4), layout="constrained")
-    left.imshow(as_images(np.asarray(image)[None])[0], cmap="gray", vmin=0, vmax=1)
+    show(left, as_images(np.asarray(image)[None])[0])
     left.set_title("input", fontsize=9)
     right.imshow(codes, cmap="tab20", interpolation="nearest")
     for (i, j), code in np.ndenumerate(codes):
@@ -222,7 +236,7 @@ def attention_maps(images, maps, path, *, titles, title: str) -> Path:
     n = len(images)
     fig, axes = plt.subplots(2, n, figsize=(1.5 * n, 3.4), squeeze=False, layout="constrained")
     for j in range(n):
-        axes[0, j].imshow(images[j], cmap="gray", vmin=0, vmax=1)
+        show(axes[0, j], images[j])
         axes[0, j].set_title(str(titles[j]), fontsize=7)
         shown = axes[1, j].imshow(np.nan_to_num(maps[j], nan=0.0), cmap="viridis", vmin=0)
         for i, k in zip(*np.nonzero(np.isnan(maps[j]))):
@@ -248,7 +262,7 @@ def filters_and_maps(kernels, images, maps, path, *, filter_names, title: str) -
         ax.set_yticks([])
     axes[0, 0].axis("off")
     for j in range(n_img):
-        axes[0, j + 1].imshow(images[j], cmap="gray", vmin=0, vmax=1)
+        show(axes[0, j + 1], images[j])
         axes[0, j + 1].set_title("input", fontsize=7)
     for f in range(n_f):
         k = kernels[..., f]

@@ -55,14 +55,16 @@ SAMPLERS = tuple(DEFAULT_STEPS)
 
 
 def guided_eps(network, x, t, labels=None, guidance: float = 1.0, null_class: int = 0):
-    """eps_theta(x, t), or with labels eps_null + w (eps_label - eps_null) (one batched call)."""
+    """eps_theta(x, t), or with labels eps_null + w (eps_label - eps_null) (one batched call).
+    In float32 even when the network computes in 16 bits (--precision): the sampler's update
+    stays in float32."""
     t = ops.cast(t, "int32")
     if labels is None:
-        return network([x, t], training=False)
+        return ops.cast(network([x, t], training=False), "float32")
     n = ops.shape(x)[0]
-    both = network([ops.concatenate([x, x]), ops.concatenate([t, t]),
-                    ops.concatenate([labels, ops.full((n,), null_class, "int32")])],
-                   training=False)
+    both = ops.cast(network([ops.concatenate([x, x]), ops.concatenate([t, t]),
+                             ops.concatenate([labels, ops.full((n,), null_class, "int32")])],
+                            training=False), "float32")
     conditional, unconditional = both[:n], both[n:]
     return unconditional + guidance * (conditional - unconditional)
 

@@ -3,6 +3,10 @@ eq. 14): the plain MSE between the drawn noise and the predicted one, at a rando
 random image. `DiffusionModel` wraps any network [x_t, t] (or [x_t, t, label]) -> noise, keeps
 an EMA copy of its weights for sampling, and drops labels for classifier-free guidance (Ho &
 Salimans 2022).
+
+Under `--distribute` every replica draws its rows of the global batch's timesteps, noise and
+label drops from the shared seed generator, differentiates its share of the global loss, and
+updates its copy of the EMA weights from the same new weights (common.distribute).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from keras import ops
 from common.cli import positive_int
 from common.diffusion.samplers import DEFAULT_STEPS, SAMPLERS
 from common.diffusion.schedule import Schedule
+from common.distribute import draw, gradient_loss
 from common.flops import BACKWARD_FACTOR, forward_flops
 from common.pipeline import batches
 from common.scaling import to_tanh_range
@@ -68,19 +73,21 @@ class DiffusionModel(keras.Model):
         x0, labels, _ = keras.utils.unpack_x_y_sample_weight(data)  # fit or train_on_batch
         labels = labels if self.num_classes else None
         n = ops.shape(x0)[0]
-        t = keras.random.randint((n,), 1, self.schedule.steps + 1, seed=self.seed_generator)
-        eps = keras.random.normal(ops.shape(x0), seed=self.seed_generator)
+        t = draw(keras.random.randint, (n,), 1, self.schedule.steps + 1,
+                 seed=self.seed_generator)
+        eps = draw(keras.random.normal, ops.shape(x0), seed=self.seed_generator)
         a = ops.reshape(ops.take(self.alpha_bars, t - 1), (-1, 1, 1, 1))
         x_t = ops.sqrt(a) * x0 + ops.sqrt(1.0 - a) * eps
         if labels is not None:
-            drop = keras.random.uniform((n,), seed=self.seed_generator) < self.label_dropout
+            drop = draw(keras.random.uniform, (n,), seed=self.seed_generator) < self.label_dropout
             labels = ops.where(drop, self.num_classes, ops.cast(labels, "int32"))
         with tf.GradientTape() as tape:
             predicted = self.network(self._inputs(x_t, t, labels), training=True)
             # float32 even when a mixed-precision policy makes the network compute in bfloat16
             loss = ops.mean(ops.square(eps - ops.cast(predicted, "float32")))
+            scaled = gradient_loss(loss, self.optimizer)
         weights = self.network.trainable_weights
-        self.optimizer.apply(tape.gradient(loss, weights), weights)
+        self.optimizer.apply(tape.gradient(scaled, weights), weights)
         decay = self.ema_decay_now(ops.cast(self.optimizer.iterations, "float32"))
         for ema, w in zip(self.ema_network.weights, self.network.weights):
             ema.assign(decay * ema + (1.0 - decay) * w)

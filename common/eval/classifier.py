@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from common.atomic import save_model, write_json, write_text
 from common.eval.metrics import bootstrap_fid, fid_from_features
+from common.precision import float32_policy
 from common.training import cosine_adam
 
 
@@ -131,7 +132,8 @@ def train_judge(data, *, epochs: int = JUDGE_EPOCHS, seed: int = JUDGE_SEED,
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    model = build_judge(data.image_shape, data.num_classes)
+    with float32_policy():  # the same instrument whatever the run's --precision
+        model = build_judge(data.image_shape, data.num_classes)
     batch = min(128, len(data.x_train))
     model.compile(optimizer=cosine_adam(1e-3, epochs * (len(data.x_train) // batch)),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])

@@ -18,6 +18,12 @@ labels, and both networks receive the one-hot label as a second input.
 Images are in [-1, 1] (tanh output); `to_tanh_range` maps the data there. Gradients come from
 `tf.GradientTape`: this project runs Keras on the TensorFlow backend (the fastest on its CPUs).
 Save the generator and discriminator, not this wrapper: they are plain functional models.
+
+Under `--distribute` each replica draws its rows of the global batch's noise and
+differentiates its share of the global loss (common.distribute); the chapters' batch
+normalisation is `synchronized`, so the statistics are those of the global batch. Under
+`--precision` the losses are computed in float32 from the logits, and with mixed_float16
+both optimizers scale the loss (common.precision).
 """
 
 from __future__ import annotations
@@ -32,10 +38,20 @@ from PIL import Image
 
 from common import figures
 from common.atomic import atomic_path, save_model
+from common.distribute import draw, gradient_loss
 from common.flops import BACKWARD_FACTOR, forward_flops
+from common.precision import loss_scaled
 from common.scaling import to_unit_range
 from common.summary import print_summary
 from common.training import fit
+
+
+def bce_with_logits(target: float, logits):
+    """Mean binary cross-entropy of `logits` against a constant target (1 = "real"), in
+    float32 whatever the layers computed in."""
+    logits = ops.cast(logits, "float32")
+    return ops.mean(keras.losses.binary_crossentropy(ops.full_like(logits, target), logits,
+                                                     from_logits=True))
 
 PACKAGE = __name__
 
@@ -52,7 +68,6 @@ class GAN(keras.Model):
         self.generator, self.discriminator = generator, discriminator
         self.latent_dim, self.num_classes, self.seed = latent_dim, num_classes, seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.bce = keras.losses.BinaryCrossentropy(from_logits=True)
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in ("d_loss", "g_loss", "d_real", "d_fake",
                                       *self.extra_terms)}
@@ -60,7 +75,10 @@ class GAN(keras.Model):
 
     def compile(self, d_optimizer, g_optimizer, **kwargs):
         super().compile(**kwargs)
-        self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
+        self.d_optimizer, self.g_optimizer = loss_scaled(d_optimizer), loss_scaled(g_optimizer)
+        # Their slots made now, in the strategy's scope, not inside the first step's replicas.
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
 
     @property
     def metrics(self):
@@ -83,20 +101,20 @@ class GAN(keras.Model):
     def unpack(self, data):
         """(real images, condition) from a batch: images alone, or (images, integer labels)
         whose one-hot form conditions both networks."""
+        images, labels, _ = keras.utils.unpack_x_y_sample_weight(data)  # fit or train_on_batch
         if not self.num_classes:
-            return data, None
-        images, labels = data
+            return images, None
         return images, ops.one_hot(ops.cast(labels, "int32"), self.num_classes)
 
     def fake(self, n, condition=None, training=True):
         """A batch of generated images: G(z) or G(z, condition), z ~ N(0, I)."""
-        z = keras.random.normal((n, self.latent_dim), seed=self.seed_generator)
+        z = draw(keras.random.normal, (n, self.latent_dim), seed=self.seed_generator)
         return self.generator(self._with_label(z, condition), training=training)
 
     def generator_objective(self, fake_logits, fake, real):
         """(loss to minimise, {tracker name: value}): here the non-saturating loss alone;
         subclasses add terms (pix2pix adds an L1 distance to the target)."""
-        g_loss = self.bce(ops.ones_like(fake_logits), fake_logits)
+        g_loss = bce_with_logits(1.0, fake_logits)
         return g_loss, {"g_loss": g_loss}
 
     def discriminator_step(self, real, condition=None):
@@ -105,11 +123,12 @@ class GAN(keras.Model):
         with tf.GradientTape() as tape:
             real_logits = self.discriminator(self._with_label(real, condition), training=True)
             fake_logits = self.discriminator(self._with_label(fake, condition), training=True)
-            d_loss = (self.bce(ops.ones_like(real_logits), real_logits)
-                      + self.bce(ops.zeros_like(fake_logits), fake_logits))
+            d_loss = bce_with_logits(1.0, real_logits) + bce_with_logits(0.0, fake_logits)
+            scaled = gradient_loss(d_loss, self.d_optimizer)
         weights = self.discriminator.trainable_weights
-        self.d_optimizer.apply(tape.gradient(d_loss, weights), weights)
-        return d_loss, ops.mean(ops.sigmoid(real_logits)), ops.mean(ops.sigmoid(fake_logits))
+        self.d_optimizer.apply(tape.gradient(scaled, weights), weights)
+        return (d_loss, ops.mean(ops.sigmoid(ops.cast(real_logits, "float32"))),
+                ops.mean(ops.sigmoid(ops.cast(fake_logits, "float32"))))
 
     def generator_step(self, real, condition=None):
         """One update of G to make D call fresh fakes real; D is only run, not trained."""
@@ -117,8 +136,9 @@ class GAN(keras.Model):
             fake = self.fake(ops.shape(real)[0], condition)
             logits = self.discriminator(self._with_label(fake, condition), training=True)
             loss, logs = self.generator_objective(logits, fake, real)
+            scaled = gradient_loss(loss, self.g_optimizer)
         weights = self.generator.trainable_weights
-        self.g_optimizer.apply(tape.gradient(loss, weights), weights)
+        self.g_optimizer.apply(tape.gradient(scaled, weights), weights)
         return logs
 
     def print_summaries(self) -> int:

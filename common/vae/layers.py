@@ -21,26 +21,32 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from common.distribute import draw
+
 PACKAGE = __name__  # saved models name this module, which a loader must import
 EPSILON = 1e-7  # keeps log() finite where the decoder outputs exactly 0 or 1
 LOG_2PI = 1.8378770664093453  # log(2 pi)
 
 
 def kl_to_standard_normal(mean, log_var):
-    """KL(N(mean, exp(log_var)) || N(0, I)) per example, summed over latent dimensions."""
+    """KL(N(mean, exp(log_var)) || N(0, I)) per example, summed over latent dimensions (in
+    float32, whatever the encoder computed in)."""
+    mean, log_var = ops.cast(mean, "float32"), ops.cast(log_var, "float32")
     return -0.5 * ops.sum(1.0 + log_var - ops.square(mean) - ops.exp(log_var), axis=-1)
 
 
 def bernoulli_nll(x, probabilities):
-    """-log p(x | probabilities) per example: binary cross-entropy summed over all pixels."""
-    x = ops.reshape(x, (ops.shape(x)[0], -1))
-    p = ops.clip(ops.reshape(probabilities, (ops.shape(probabilities)[0], -1)),
+    """-log p(x | probabilities) per example: binary cross-entropy summed over all pixels (in
+    float32)."""
+    x = ops.reshape(ops.cast(x, "float32"), (ops.shape(x)[0], -1))
+    p = ops.clip(ops.reshape(ops.cast(probabilities, "float32"), (ops.shape(probabilities)[0], -1)),
                  EPSILON, 1.0 - EPSILON)
     return -ops.sum(x * ops.log(p) + (1.0 - x) * ops.log(1.0 - p), axis=-1)
 
 
 def gaussian_log_density(z, mean, log_var):
-    """log N(z; mean, exp(log_var)) per example, summed over dimensions."""
+    """log N(z; mean, exp(log_var)) per example, summed over dimensions (in float32)."""
+    z, mean, log_var = (ops.cast(v, "float32") for v in (z, mean, log_var))
     return -0.5 * ops.sum(LOG_2PI + log_var + ops.square(z - mean) / ops.exp(log_var), axis=-1)
 
 
@@ -52,6 +58,7 @@ def sample_log_density(noise, log_var):
     0 / 0 once a variance underflows, which a posterior trained without its KL term (the
     beta = 0 epoch of KL annealing) can reach within a few dozen steps.
     """
+    noise, log_var = ops.cast(noise, "float32"), ops.cast(log_var, "float32")
     return -0.5 * ops.sum(LOG_2PI + log_var + ops.square(noise), axis=-1)
 
 
@@ -72,7 +79,9 @@ class Sampling(layers.Layer):
 
     def call(self, inputs):
         mean, log_var = inputs
-        eps = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
+        # this replica's rows under --distribute; the policy's compute dtype under --precision
+        eps = draw(keras.random.normal, ops.shape(mean), dtype=mean.dtype,
+                   seed=self.seed_generator)
         z = mean + ops.exp(0.5 * log_var) * eps
         return [z, eps] if self.return_noise else z
 
@@ -90,6 +99,7 @@ class VaeLossLayer(layers.Layer):
     """
 
     def __init__(self, beta: float = 1.0, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # the loss in float32 under --precision
         super().__init__(**kwargs)
         self.beta = self.add_weight(shape=(), initializer=keras.initializers.Constant(beta),
                                     trainable=False, name="beta")
@@ -126,6 +136,7 @@ class HierarchicalVaeLossLayer(layers.Layer):
     """
 
     def __init__(self, beta: float = 1.0, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # the loss in float32 under --precision
         super().__init__(**kwargs)
         self.beta = self.add_weight(shape=(), initializer=keras.initializers.Constant(beta),
                                     trainable=False, name="beta")

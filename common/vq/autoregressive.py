@@ -88,7 +88,7 @@ def sequence_nll(model, codes: np.ndarray, start_tokens: np.ndarray, *,
     inputs = shift_right(codes, start_tokens)
     nll = []
     for first in range(0, len(codes), batch):
-        logits = model(inputs[first:first + batch], training=False)
+        logits = ops.cast(model(inputs[first:first + batch], training=False), "float32")
         log_p = ops.log_softmax(logits, axis=-1)
         picked = ops.take_along_axis(log_p, codes[first:first + batch, :, None], axis=-1)
         nll.append(-ops.convert_to_numpy(ops.sum(picked, axis=(1, 2))))
@@ -108,11 +108,12 @@ def _compiled_loop(model, guided: bool):
 
     def next_logits(start, codes, i, guidance, null_token):
         inputs = tf.concat([start[:, None], codes[:, :-1]], axis=1)
-        if not guided:
-            return model(inputs, training=False)[:, i, :]
+        if not guided:  # logits in float32 whatever the policy (--precision)
+            return tf.cast(model(inputs, training=False)[:, i, :], tf.float32)
         unconditioned = tf.concat([tf.fill(tf.shape(start[:, None]), null_token),
                                    codes[:, :-1]], axis=1)
-        both = model(tf.concat([inputs, unconditioned], axis=0), training=False)[:, i, :]
+        both = tf.cast(model(tf.concat([inputs, unconditioned], axis=0), training=False)[:, i, :],
+                       tf.float32)
         conditional, free = tf.split(both, 2)
         return free + guidance * (conditional - free)
 

@@ -53,7 +53,9 @@ class MaskedConv2D(layers.Layer):
         self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
 
     def call(self, x):
-        y = ops.conv(x, self.kernel * self.mask, padding="same") + self.bias
+        dtype = self.compute_dtype  # 16 bits under --precision mixed_*
+        kernel = ops.cast(self.kernel, dtype) * ops.cast(self.mask, dtype)
+        y = ops.conv(x, kernel, padding="same") + ops.cast(self.bias, dtype)
         return self.activation(y)
 
     def compute_output_shape(self, input_shape):

@@ -38,10 +38,11 @@ class VectorQuantizer(layers.Layer):
 
     def codes(self, z_e):
         """Index of the nearest code for every vector: |z|^2 - 2 z.e + |e|^2, argmin over e."""
-        flat = ops.reshape(z_e, (-1, self.code_dim))
+        flat = ops.reshape(ops.cast(z_e, "float32"), (-1, self.code_dim))
+        codebook = ops.cast(self.codebook, "float32")  # nearest in float32 under --precision
         distances = (ops.sum(ops.square(flat), axis=1, keepdims=True)
-                     - 2.0 * ops.matmul(flat, ops.transpose(self.codebook))
-                     + ops.sum(ops.square(self.codebook), axis=1))
+                     - 2.0 * ops.matmul(flat, ops.transpose(codebook))
+                     + ops.sum(ops.square(codebook), axis=1))
         return ops.reshape(ops.argmin(distances, axis=1), ops.shape(z_e)[:-1])
 
     def lookup(self, codes):
@@ -50,8 +51,9 @@ class VectorQuantizer(layers.Layer):
 
     def call(self, z_e):
         z_q = self.lookup(self.codes(z_e))
-        codebook_loss = ops.mean(ops.square(ops.stop_gradient(z_e) - z_q))
-        commitment_loss = ops.mean(ops.square(z_e - ops.stop_gradient(z_q)))
+        z_e32, z_q32 = ops.cast(z_e, "float32"), ops.cast(z_q, "float32")  # --precision
+        codebook_loss = ops.mean(ops.square(ops.stop_gradient(z_e32) - z_q32))
+        commitment_loss = ops.mean(ops.square(z_e32 - ops.stop_gradient(z_q32)))
         self.add_loss(codebook_loss + self.commitment * commitment_loss)
         return z_e + ops.stop_gradient(z_q - z_e)
 

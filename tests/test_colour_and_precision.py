@@ -1,0 +1,144 @@
+"""Colour data and mixed precision (issue: outgrowing the laptop): the chapters a learner
+scales first run on 32x32x3 images (tfds:cifar10, mocked by tfds.testing.mock_data, so
+nothing is downloaded) under --precision mixed_bfloat16: the models build for 3 channels,
+the figures are in colour, metrics.json names the data and the precision."""
+
+import importlib
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT, run_script
+
+# A chapter's main() inside tfds.testing.mock_data: random images with cifar10's shapes.
+UNDER_MOCK_TFDS = f"""
+import importlib, sys
+sys.path.insert(0, {str(ROOT)!r})
+import tensorflow_datasets as tfds
+from common import data
+from common.cli import run
+data._can_download = lambda *args, **kwargs: True  # mock_data fetches nothing
+chapter, *argv = sys.argv[1:]
+main = importlib.import_module("chapters." + chapter).main
+with tfds.testing.mock_data(num_examples=256):
+    sys.exit(run(main, argv, prog=chapter + ".py"))
+"""
+
+# chapter -> (a figure with the colour data's images, a saved model, its image output)
+CHAPTERS = {
+    "ch2_vae": ("reconstructions.png", "vae_decoder.keras", (3072,)),
+    "ch3_vae": ("reconstructions.png", "conv.keras", (32, 32, 3)),
+    "ch4_dcgan": ("samples.png", "generator.keras", (32, 32, 3)),
+    "ch5_ddpm": ("noising_strip.png", "unet_ema.keras", (32, 32, 3)),
+}
+
+
+def colourfulness(path) -> float:
+    """Mean |R - G| + |G - B| over a PNG's pixels: 0 for a grey image."""
+    rgb = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255
+    return float(np.mean(np.abs(rgb[..., 0] - rgb[..., 1]) + np.abs(rgb[..., 1] - rgb[..., 2])))
+
+
+@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
+def test_chapter_on_colour_data_in_mixed_bfloat16(chapter, tmp_path):
+    out = tmp_path / chapter
+    result = run_script("-c", UNDER_MOCK_TFDS, chapter, "--quick", "--dataset", "tfds:cifar10",
+                        "--batch-size", "32", "--precision", "mixed_bfloat16", "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["dataset"]["name"] == "tfds:cifar10"
+    assert record["precision"] == "mixed_bfloat16"
+    figure, saved, shape = CHAPTERS[chapter]
+    assert colourfulness(out / figure) > 0.01  # drawn in colour, not on a grey colour map
+    importlib.import_module(f"chapters.{chapter}")  # registers the chapter's saved layers
+    model = keras.saving.load_model(out / saved, safe_mode=True)
+    assert tuple(model.output_shape[1:]) == shape  # built for 3 channels
+
+
+def test_grey_figures_stay_grey(tmp_path):
+    from common import figures
+    images = np.random.default_rng(0).uniform(size=(4, 28, 28, 1))
+    assert colourfulness(figures.image_grid(images, tmp_path / "grey.png", ncols=4)) < 1e-3
+    colour = np.random.default_rng(0).uniform(size=(4, 32 * 32 * 3))  # flat colour vectors
+    assert colourfulness(figures.image_grid(colour, tmp_path / "colour.png", ncols=4)) > 0.05
+
+
+def test_a_dataset_of_the_wrong_size_is_a_one_line_error(tmp_path):
+    """The DCGAN halves the image twice: 28 or 32 pixels a side. tfds:mnist_corrupted and
+    others of 28x28 work; an odd size (here mocked by padding to 30) does not."""
+    from common.data import check_square_side, load
+    from common.errors import DataError
+    data = load("mnist5k", pad_to=30, limit=8)
+    with pytest.raises(DataError, match="multiple of 4"):
+        check_square_side(data, multiple=4)
+    check_square_side(load("mnist5k", pad_to=32, limit=8), multiple=4)  # 32 is fine
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_gan_step_under_mixed_precision(precision):
+    """The GAN step under a 16-bit policy: float32 losses, finite, and with float16 both
+    optimizers carry a loss scale."""
+    from chapters.ch4_dcgan import build_dcgan
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        gan = build_dcgan(seed=0)
+        gan.compile(d_optimizer=keras.optimizers.Adam(2e-4),
+                    g_optimizer=keras.optimizers.Adam(2e-4))
+        x = np.random.default_rng(0).uniform(-1, 1, (16, 28, 28, 1)).astype("float32")
+        logs = gan.train_on_batch(x, return_dict=True)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert all(np.isfinite(v) for v in logs.values()), logs
+    assert gan.generator.layers[0].compute_dtype == precision.split("_")[1]
+    scaled = isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert scaled == (precision == "mixed_float16")
+
+
+def test_a_grey_only_chapter_refuses_colour_data_in_one_line(tmp_path):
+    result = run_script("-c", UNDER_MOCK_TFDS, "ch4_cgan", "--quick", "--dataset",
+                        "tfds:cifar10", "--out", tmp_path / "o")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "32x32x3" in result.stderr and "28x28x1" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+TRAINING_CHAPTERS = ["ch1_classifiers", "ch1_edge_filters", "ch2_dense_autoencoder", "ch2_vae",
+                     "ch3_cvae", "ch3_hierarchical_vae", "ch3_vae", "ch3_vq_transformer",
+                     "ch3_vqvae", "ch4_cgan", "ch4_dcgan", "ch4_pix2pix",
+                     "ch5_conditional_diffusion", "ch5_ddpm", "ch5_latent_diffusion"]
+
+
+@pytest.mark.parametrize("chapter", TRAINING_CHAPTERS)
+def test_every_training_chapter_takes_distribute_and_precision(chapter, capsys):
+    main = importlib.import_module(f"chapters.{chapter}").main
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    assert "--distribute" in text and "--precision" in text
+
+
+def test_custom_layers_follow_a_16_bit_policy():
+    """Layers written for this project compute in the policy's dtype and keep their losses
+    in float32: the masked convolution, the vector quantiser (its codes found in float32),
+    and the quantiser's add_loss terms."""
+    from common.vq.masked_conv import MaskedConv2D
+    from common.vq.quantizer import VectorQuantizer
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        x = np.random.default_rng(0).normal(size=(2, 7, 7, 4)).astype("float32")
+        conv = MaskedConv2D(8, 3, mask_type="A")
+        dtype = keras.backend.standardize_dtype
+        assert dtype(conv(x).dtype) == "bfloat16"
+        quantizer = VectorQuantizer(16, 4)
+        out = quantizer(x)
+        assert dtype(out.dtype) == "bfloat16"
+        assert quantizer.losses and all(dtype(loss.dtype) == "float32"
+                                        for loss in quantizer.losses)
+        assert quantizer.codes(x).shape == (2, 7, 7)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
