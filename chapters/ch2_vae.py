@@ -21,6 +21,10 @@ kl_weight = 1 is the plain ELBO under that decoder. Raising kl_weight trades sha
 reconstructions for a tighter, smoother latent (beta-VAE, Higgins et al. 2017); lowering it
 drifts back towards the plain autoencoder.
 
+New images are decoded from z ~ N(0, I); the judge that scores every generative chapter
+(common.eval.classifier) gives their classifier FID, on the data's own 28x28 (the centre of
+the 32x32 output).
+
 Run:  python chapters/ch2_vae.py [--dataset fashion_mnist] [--kl-weight 1.0]
 """
 
@@ -41,7 +45,9 @@ from keras import layers, ops
 from common import figures
 from common.atomic import atomic_path, save_model
 from common.cli import make_parser, non_negative_float, parse, plural, run
+from common.data import pad_images
 from common.distribute import draw
+from common.eval.classifier import FeatureClassifier, describe_fid
 from common.latent import latent_report, normal_grid, path_between, range_grid
 from common.pipeline import batches
 from common.results import write_metrics
@@ -212,16 +218,16 @@ def main(argv=None) -> int:
         print_summary(build_vae(), parts=True)
         return 0
 
-    run_info = prepare(args, images=IMAGES_PER_MODEL, pad_to=IMAGE_SIZE, flatten=True)
-    data, epochs = run_info.data, run_info.epochs
-    shape = (IMAGE_SIZE, IMAGE_SIZE, data.x_train.shape[1] // PIXELS)  # 1 or 3 channels
+    run_info = prepare(args, images=IMAGES_PER_MODEL)
+    data, epochs = run_info.data, run_info.epochs  # NHWC, as the judge sees them
+    x_train, x_test, y_test = model_input(data.x_train), model_input(data.x_test), data.y_test
+    shape = (IMAGE_SIZE, IMAGE_SIZE, data.image_shape[-1])  # 1 or 3 channels
     autoencoder, vae = build_cnn_autoencoder(shape), build_vae(shape, args.seed)
     for model in (autoencoder, vae):
         print_summary(model, parts=True)
-    print(f"training each model for {plural(epochs, 'epoch')} of {len(data.x_train):,} images")
-    x_test, y_test = data.x_test, data.y_test
+    print(f"training each model for {plural(epochs, 'epoch')} of {len(x_train):,} images")
 
-    steps = epochs * (len(data.x_train) // args.batch_size)
+    steps = epochs * (len(x_train) // args.batch_size)
     autoencoder.compile(optimizer=cosine_adam(args.learning_rate, steps), loss="mse")
     compile_vae(vae, args.kl_weight, cosine_adam(args.learning_rate, steps))
     runs = {}
@@ -229,7 +235,7 @@ def main(argv=None) -> int:
              vae.name: "try a lower --kl-weight or --learning-rate"}
     for model in (autoencoder, vae):
         print(f"\n== training {model.name} ==")
-        train = batches(data.x_train, batch_size=args.batch_size, seed=args.seed,
+        train = batches(x_train, batch_size=args.batch_size, seed=args.seed,
                         reconstruct=True)
         runs[model.name] = fit(model, train, epochs=epochs, batch_size=args.batch_size,
                                out=args.out, tag=model.name, nan_hint=hints[model.name])
@@ -251,6 +257,13 @@ def main(argv=None) -> int:
                 "kl_weight": args.kl_weight, **runs["vae"].speed(),
                 "params": vae.count_params()},
     }
+    print("\nscoring the VAE's samples z ~ N(0, I) with the judge (trained once per dataset)")
+    judge = FeatureClassifier.for_dataset(data, args.out.parent)
+    prior = np.random.default_rng(args.seed + 100).standard_normal(
+        (200 if args.quick else 1000, LATENT_DIM)).astype("float32")
+    results["vae"].update(judge.fid_report(
+        data, as_data_images(vae_decoder.predict(prior, verbose=0), data.image_shape)))
+    print(f"VAE samples: {describe_fid(results['vae'])}")
     for name, r in results.items():
         print(f"{name}: test MSE {r['test_mse']:.4f} per pixel value (32x32), "
               f"{r['test_mse_28x28']:.4f} (28x28 centre); 99% of codes within "
@@ -265,10 +278,25 @@ def main(argv=None) -> int:
         np.savez_compressed(tmp, z_autoencoder=z_ae, z_vae_mean=z_vae, z_vae_log_var=log_var,
                             labels=y_test)
     write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
-                  wall_seconds=run_info.elapsed(), models=results)
+                  wall_seconds=run_info.elapsed(), models=results, judge=judge)
     print(f"\nFigures, models, latents.npz and metrics.json are in {args.out}/ "
           "(start with latent_scatter.png and vae_latent_grid.png)")
     return 0
+
+
+def model_input(images: np.ndarray) -> np.ndarray:
+    """NHWC images -> the models' input: zero-padded to 32x32 (28 -> 32 adds a 2-pixel
+    border), flattened."""
+    return pad_images(images, IMAGE_SIZE).reshape(len(images), -1)
+
+
+def as_data_images(flat: np.ndarray, image_shape) -> np.ndarray:
+    """The models' flat 32x32 output -> NHWC images of the data's size (the centre 28x28 of
+    padded data), as the judge reads them."""
+    height, width, channels = image_shape
+    images = flat.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, channels)
+    top, left = (IMAGE_SIZE - height) // 2, (IMAGE_SIZE - width) // 2
+    return images[:, top:top + height, left:left + width]
 
 
 def _reconstruction_errors(x, reconstruction) -> dict:

@@ -22,6 +22,13 @@ B, scaled down for a CPU), built below:
 (build_dit): the image cut into 4x4 patches, 49 tokens, Transformer blocks told the step (and
 class) by adaLN-Zero.
 
+The training loss is the lecture's: the mean over random steps t of |eps - eps_theta(x_t, t)|^2
+on the linear schedule. Two changes to it, for faster training, can be switched on:
+`--schedule cosine` (Nichol & Dhariwal 2021: alpha_bar_t falls as a squared cosine, so fewer
+steps are nearly pure noise) and `--loss-weighting min_snr` (Hang et al. 2023: each step's
+error weighed by min(SNR_t, 5) / SNR_t, so the easy low-noise steps stop dominating the
+gradient). docs/results.md says what each did at a fixed number of training images.
+
 Measured: classifier FID of samples against the test set (common.eval.classifier), drawn with
 --sampler (DDIM-50 unless told), the time to draw 64 images with DDPM-1000 and with DDIM-50
 and the FID of each, and training throughput. 64 images are too few for a fair FID;
@@ -51,9 +58,10 @@ from common.atomic import save_model
 from common.cli import make_parser, parse, plural, run
 from common.data import check_square_side
 from common.diffusion.samplers import describe, sample, sample_ddim, sample_ddpm
-from common.diffusion.schedule import Schedule, TimestepEmbedding
+from common.diffusion.schedule import SCHEDULES, Schedule, TimestepEmbedding
 from common.diffusion.trainer import (
     BATCH_SIZE,
+    LOSS_WEIGHTINGS,
     DiffusionModel,
     add_diffusion_flags,
     check_diffusion_flags,
@@ -216,7 +224,8 @@ def build_dit(shape=SHAPE, num_classes: int = 0, *, patch: int = 4, width: int =
 
 def build_diffusion(channels: int = 32, num_classes: int = 0, seed: int | None = None,
                     name: str = "ddpm", attention: bool = False,
-                    denoiser: str = "unet", shape=SHAPE) -> DiffusionModel:
+                    denoiser: str = "unet", shape=SHAPE, schedule: str = "linear",
+                    loss_weighting: str = "uniform") -> DiffusionModel:
     """The noise predictor (the U-Net, or with denoiser="dit" the diffusion Transformer), its
     EMA twin, and the training wrapper (common.diffusion.trainer), for images of `shape`."""
     def network(network_name):
@@ -226,7 +235,8 @@ def build_diffusion(channels: int = 32, num_classes: int = 0, seed: int | None =
 
     return DiffusionModel(network("unet" if denoiser == "unet" else "dit"),
                           network("unet_ema" if denoiser == "unet" else "dit_ema"),
-                          num_classes=num_classes, seed=seed, name=name)
+                          num_classes=num_classes, seed=seed, name=name,
+                          schedule=Schedule(kind=schedule), loss_weighting=loss_weighting)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,6 +254,12 @@ def main(argv=None) -> int:
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None,
                          batch_size=BATCH_SIZE, learning_rate=1e-3)
     add_diffusion_flags(parser)
+    parser.add_argument("--schedule", choices=SCHEDULES, default="linear",
+                        help="noise schedule: DDPM's linear betas (default) or the cosine "
+                             "schedule of Nichol & Dhariwal 2021")
+    parser.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, default="uniform",
+                        help="the DDPM loss as the lecture writes it (uniform, default) or "
+                             "Min-SNR-5 weighting of the steps (Hang et al. 2023)")
     args = parse(parser, argv)
     check_diffusion_flags(parser, args)
     if args.summary:
@@ -256,7 +272,8 @@ def main(argv=None) -> int:
     check_square_side(data, multiple=4)
     shape = data.image_shape  # 28x28x1, or 32x32x3 colour
     model = build_diffusion(args.channels, seed=args.seed, attention=args.attention,
-                            denoiser=args.denoiser, shape=shape)
+                            denoiser=args.denoiser, shape=shape, schedule=args.schedule,
+                            loss_weighting=args.loss_weighting)
     print_summary(model.network)
     print(f"\n== training the noise predictor for {plural(epochs, 'epoch')} ==")
     run_ = train_diffusion(model, data, epochs=epochs, batch_size=args.batch_size,
@@ -294,7 +311,8 @@ def main(argv=None) -> int:
                   judge=judge, wall_seconds=run_info.elapsed(), models={"ddpm": {
                       "sampler": label, **scored, **timing,
                       "params": model.network.count_params(), "channels": args.channels,
-                      "denoiser": args.denoiser,
+                      "denoiser": args.denoiser, "schedule": args.schedule,
+                      "loss_weighting": args.loss_weighting,
                       **run_.speed()}})
     print(f"\nFigures, the denoisers (EMA and last) and metrics.json are in {args.out}/ "
           "(start with reverse_process.png); next, python chapters/ch5_samplers.py "

@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     # read-only: then one trained and cached beside --out.
     root = args.out.parent if writable_dir_problem(args.run.parent) else args.run.parent
     judge = FeatureClassifier.for_dataset(data, root)
-    results, shown = compare(network, judge, data, args)
+    results, shown = compare(network, judge, data, args, Schedule(kind=schedule_of(args.run)))
     print("\n" + table(results))
     lines, passes = {}, {}
     for record in results.values():
@@ -177,12 +177,11 @@ def main(argv=None) -> int:
     return 0
 
 
-def compare(network, judge, data, args):
+def compare(network, judge, data, args, schedule: Schedule):
     """Draw args.samples images with every sampler at each of args.steps (DDPM at 1000), on
     each of args.noise_sets sets of starting noises (batch i of set k starts from
     seed + 1000 k + i, the same for every sampler); time and score each set.
     Returns {sampler_steps: numbers} and the first SHOWN images of each sampler's first set."""
-    schedule = Schedule()
     runs = [(name, steps) for name in args.samplers if name != "ddpm" for steps in args.steps]
     if "ddpm" in args.samplers:
         runs.append(("ddpm", schedule.steps))
@@ -266,6 +265,16 @@ def trained_on(run_dir: Path) -> str:
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(f"{run_dir}/metrics.json does not say which data the run used; "
                         "pass --dataset") from None
+
+
+def schedule_of(run_dir: Path) -> str:
+    """The noise schedule the run trained with (`--schedule` of ch5_ddpm; runs that do not
+    record one used the linear schedule)."""
+    try:
+        record = json.loads((run_dir / "metrics.json").read_text())
+        return record["models"]["ddpm"].get("schedule", "linear")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "linear"
 
 
 def table(results: dict) -> str:

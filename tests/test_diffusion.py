@@ -30,6 +30,30 @@ def test_closed_form_matches_iterating_the_one_step_noising():
     assert schedule.alpha_bars[-1] < 1e-4  # at t = T almost nothing of x_0 is left
 
 
+def test_the_cosine_schedule_follows_its_formula():
+    """Nichol & Dhariwal 2021, eq. 17: alpha_bar_t = f(t) / f(0); it keeps more signal than
+    the linear schedule through the middle steps and still ends near pure noise."""
+    cosine, linear = Schedule(kind="cosine"), Schedule()
+    f = lambda t: np.cos((t / 1000 + 0.008) / 1.008 * np.pi / 2) ** 2  # noqa: E731
+    for t in (1, 250, 500, 750):
+        assert cosine.alpha_bars[t - 1] == pytest.approx(f(t) / f(0), rel=1e-9)
+    assert np.all(np.diff(cosine.alpha_bars) < 0) and cosine.betas.max() <= 0.999
+    assert cosine.alpha_bars[499] > 5 * linear.alpha_bars[499]
+    assert cosine.alpha_bars[-1] < 1e-6
+    with pytest.raises(ValueError, match="unknown schedule"):
+        Schedule(kind="quadratic")
+
+
+def test_min_snr_weighting_lightens_only_the_easy_low_noise_steps():
+    model = tiny(loss_weighting="min_snr")
+    weights, snr = np.asarray(model.step_weights), model.schedule.snr()
+    np.testing.assert_allclose(weights, np.minimum(snr, 5.0) / snr, rtol=1e-6)
+    assert weights[0] < 0.01 and np.all(weights[snr <= 5] == 1.0)
+    np.testing.assert_array_equal(np.asarray(tiny().step_weights), 1.0)  # the textbook loss
+    with pytest.raises(ValueError, match="unknown loss weighting"):
+        tiny(loss_weighting="sqrt")
+
+
 def test_time_embedding_shape_range_and_distinct_steps():
     t = np.arange(1, 1001)
     emb = np.asarray(timestep_embedding(t, 32))

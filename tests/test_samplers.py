@@ -92,3 +92,12 @@ def test_bad_flags_are_one_line(tmp_path, capsys, flags, message):
         samplers_main([*flags, "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_the_samplers_use_the_schedule_the_run_trained_with(tmp_path):
+    from chapters.ch5_samplers import schedule_of
+    (tmp_path / "metrics.json").write_text(json.dumps(
+        {"models": {"ddpm": {"schedule": "cosine"}}}))
+    assert schedule_of(tmp_path) == "cosine"
+    (tmp_path / "metrics.json").write_text(json.dumps({"models": {"ddpm": {}}}))
+    assert schedule_of(tmp_path) == "linear"  # runs from before --schedule existed

@@ -20,14 +20,38 @@ from keras import layers, ops
 PACKAGE = __name__
 
 
-class Schedule:
-    """beta_t, alpha_t and alpha_bar_t for t = 1..T, stored at index t - 1."""
+SCHEDULES = ("linear", "cosine")
+COSINE_OFFSET = 0.008  # Nichol & Dhariwal's s: keeps beta_1 from being vanishingly small
+MAX_BETA = 0.999  # their clip, so the last steps do not destroy the signal in one jump
 
-    def __init__(self, steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
-        self.steps = steps
-        self.betas = np.linspace(beta_start, beta_end, steps, dtype=np.float64)
+
+class Schedule:
+    """beta_t, alpha_t and alpha_bar_t for t = 1..T, stored at index t - 1.
+
+    `kind="linear"`: DDPM's betas, linear from `beta_start` to `beta_end`. `kind="cosine"`
+    (Nichol & Dhariwal 2021, eq. 17): alpha_bar_t = f(t) / f(0) with
+    f(t) = cos^2(((t / T + s) / (1 + s)) pi / 2), so alpha_bar falls slowly at both ends and
+    about linearly in between; the linear schedule is nearly pure noise for its last few
+    hundred steps, which a model then spends training on for little gain.
+    """
+
+    def __init__(self, steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
+                 kind: str = "linear"):
+        if kind not in SCHEDULES:
+            raise ValueError(f"unknown schedule {kind!r}; choose one of {SCHEDULES}")
+        self.steps, self.kind = steps, kind
+        if kind == "linear":
+            self.betas = np.linspace(beta_start, beta_end, steps, dtype=np.float64)
+        else:
+            f = np.cos((np.arange(steps + 1) / steps + COSINE_OFFSET) / (1 + COSINE_OFFSET)
+                       * np.pi / 2) ** 2
+            self.betas = np.minimum(1.0 - f[1:] / f[:-1], MAX_BETA)
         self.alphas = 1.0 - self.betas
         self.alpha_bars = np.cumprod(self.alphas)
+
+    def snr(self) -> np.ndarray:
+        """The signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t) of each step."""
+        return self.alpha_bars / (1.0 - self.alpha_bars)
 
     def noisy(self, x0: np.ndarray, t: np.ndarray, eps: np.ndarray) -> np.ndarray:
         """x_t from x_0 in closed form; `t` holds 1-based steps, one per image."""
