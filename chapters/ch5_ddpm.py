@@ -256,7 +256,8 @@ def main(argv=None) -> int:
     add_diffusion_flags(parser)
     parser.add_argument("--schedule", choices=SCHEDULES, default="linear",
                         help="noise schedule: DDPM's linear betas (default) or the cosine "
-                             "schedule of Nichol & Dhariwal 2021")
+                             "schedule of Nichol & Dhariwal 2021 (sample it with --sampler "
+                             "ddpm: DDIM fails on it so far, see docs/results.md)")
     parser.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, default="uniform",
                         help="the DDPM loss as the lecture writes it (uniform, default) or "
                              "Min-SNR-5 weighting of the steps (Hang et al. 2023)")
