@@ -257,7 +257,8 @@ def main(argv=None) -> int:
     parser.add_argument("--schedule", choices=SCHEDULES, default="linear",
                         help="noise schedule: DDPM's linear betas (default) or the cosine "
                              "schedule of Nichol & Dhariwal 2021 (sample it with --sampler "
-                             "ddpm: DDIM fails on it so far, see docs/results.md)")
+                             "ddpm: the unclipped DDIM fails on its last step, whose alpha_bar "
+                             "is 2.4e-9; see docs/results.md)")
     parser.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, default="uniform",
                         help="the DDPM loss as the lecture writes it (uniform, default) or "
                              "Min-SNR-5 weighting of the steps (Hang et al. 2023)")
