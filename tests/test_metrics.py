@@ -129,3 +129,40 @@ def test_the_wilson_interval():
     assert (round(low, 3), round(high, 3)) == (0.826, 0.945)  # the textbook example
     assert wilson_interval(0, 20)[0] == 0.0 and wilson_interval(20, 20)[1] == 1.0
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_a_shipped_judge_is_used_only_for_the_data_it_was_trained_on(digits, tmp_path,
+                                                                      monkeypatch):
+    import common.eval.classifier as classifier
+
+    trained = FeatureClassifier.for_dataset(digits, tmp_path / "here", epochs=1)
+    assert trained.describe()["source"] == "trained on this machine"
+    trained.ship(digits, tmp_path / "shipped")
+    monkeypatch.setattr(classifier, "SHIPPED", tmp_path / "shipped")
+    shipped = FeatureClassifier.for_dataset(digits, tmp_path / "elsewhere", epochs=1)
+    assert shipped.checksum == trained.checksum
+    assert shipped.describe()["source"].startswith("shipped")
+    assert not (tmp_path / "elsewhere").exists()  # nothing trained, nothing cached
+    np.testing.assert_array_equal(shipped.predict(digits.x_test), trained.predict(digits.x_test))
+    # The same name and size but other data (one label changed) does not get this judge.
+    y = digits.y_train.copy()
+    y[0] = (y[0] + 1) % 10
+    assert FeatureClassifier.shipped(replace(digits, y_train=y)) is None
+    # Nor do weights that no longer hash to the recorded checksum.
+    record = tmp_path / "shipped" / f"{classifier.judge_stem(digits)}.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "checksum": "0" * 16}))
+    assert FeatureClassifier.shipped(digits) is None
+
+
+@pytest.mark.parametrize("name,expected", [("fashion_mnist", "151c42dcba85d958"),
+                                           ("mnist5k", "7697627daafed730")])
+def test_the_shipped_judges_are_the_documented_instruments(tmp_path, name, expected):
+    from common.data import DEBIAN_FASHION_DIR, load
+
+    if name == "fashion_mnist" and not DEBIAN_FASHION_DIR.exists():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    data = load(name)
+    judge = FeatureClassifier.for_dataset(data, tmp_path)  # nothing trained, nothing cached
+    assert judge.checksum == expected and not (tmp_path / "_classifiers").exists()
+    assert judge.conditional_accuracy(data.x_test, data.y_test) == pytest.approx(
+        judge.info["robustness"]["clean"], abs=1e-4)

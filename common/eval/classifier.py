@@ -5,10 +5,17 @@ accuracy: the share the classifier assigns to the requested class) and do they l
 test set as a whole (classifier FID, common.eval.metrics)? `FeatureClassifier.for_dataset`
 trains the judge (`build_judge`) once per dataset and image shape, deterministically, and
 caches it under the output root.
+
+Deterministic training gives the same weights on the same kind of CPU, not on every CPU
+(oneDNN picks its kernels, and so its rounding, by instruction set). So the Fashion-MNIST
+judge's weights ship with the code (`common/eval/judges/`): wherever the data is the same,
+bit for bit (its fingerprint), every machine scores with that one instrument, and trains
+nothing. `python -m common.eval.classifier --ship fashion_mnist` rebuilds the shipped files.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import re
@@ -80,6 +87,7 @@ JUDGE_EPOCHS = 12
 JUDGE_ARCHITECTURE = "two_convs_per_stage"  # a cached judge of another architecture is retrained
 NOISE_LEVELS = (0.1, 0.2)  # robustness: Gaussian pixel noise of these standard deviations
 BLUR_SIGMA = 1.0  # robustness: Gaussian blur of 1 pixel
+SHIPPED = Path(__file__).with_name("judges")  # judges trained once, shipped with the code
 
 
 def gaussian_blur(images: np.ndarray, sigma) -> np.ndarray:
@@ -121,6 +129,21 @@ def checksum(model: keras.Model) -> str:
     for weight in model.get_weights():
         digest.update(np.ascontiguousarray(weight, np.float32).tobytes())
     return digest.hexdigest()[:16]
+
+
+def fingerprint(data) -> str:
+    """The first 16 hex digits of the SHA-256 of the training images (as float32 in [0, 1])
+    and labels: a shipped judge is used only for data that matches it bit for bit."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(data.x_train, np.float32).tobytes())
+    digest.update(np.ascontiguousarray(data.y_train, np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def judge_stem(data) -> str:
+    """'fashion_mnist_28x28x1_60000': the file name of a dataset's judge, cached or shipped."""
+    slug = re.sub(r"[^A-Za-z0-9_]+", "-", data.name)
+    return f"{slug}_{'x'.join(map(str, data.image_shape))}_{len(data.x_train)}"
 
 
 def train_judge(data, *, epochs: int = JUDGE_EPOCHS, seed: int = JUDGE_SEED,
@@ -192,23 +215,24 @@ class FeatureClassifier:
         """What metrics.json records of the judge that scored a run."""
         return {key: self.info.get(key) for key in ("dataset", "checksum", "test_accuracy",
                                                     "robustness", "epochs", "augmented",
-                                                    "architecture")}
+                                                    "architecture", "source")}
 
     @classmethod
     def for_dataset(cls, data, root: Path, *, epochs: int = JUDGE_EPOCHS,
                     verbose: int = 0, augmented: bool = True) -> FeatureClassifier:
         """Load the cached judge for `data`, or train (deterministically) and cache one."""
-        shape = data.image_shape
-        if len(shape) == 1:
+        if len(data.image_shape) == 1:
             raise ValueError("give the classifier NHWC images, not flat vectors")
-        slug = re.sub(r"[^A-Za-z0-9_]+", "-", data.name)
-        stem = f"{slug}_{'x'.join(map(str, shape))}_{len(data.x_train)}"
-        path = Path(root) / "_classifiers" / f"{stem}.keras"
+        shipped = cls.shipped(data, augmented=augmented)
+        if shipped is not None:
+            return shipped
+        path = Path(root) / "_classifiers" / f"{judge_stem(data)}.keras"
         info_path = path.with_suffix(".json")
         if path.exists() and info_path.exists():
             info = json.loads(info_path.read_text())
             if (info.get("architecture") == JUDGE_ARCHITECTURE and "checksum" in info
                     and info.get("augmented") == augmented):
+                info.setdefault("source", "trained on this machine")
                 judge = cls(keras.saving.load_model(path), info, path)
                 print(f"judge: {path} (checksum {judge.checksum})")
                 return judge
@@ -216,7 +240,8 @@ class FeatureClassifier:
         model = train_judge(data, epochs=epochs, augmented=augmented, verbose=verbose)
         info = {"dataset": data.name, "checksum": checksum(model), "epochs": epochs,
                 "architecture": JUDGE_ARCHITECTURE,
-                "augmented": augmented, "seed": JUDGE_SEED,
+                "augmented": augmented, "seed": JUDGE_SEED, "source": "trained on this machine",
+                "data_fingerprint": fingerprint(data),
                 "robustness": robustness(model, data.x_test, data.y_test)}
         info["test_accuracy"] = info["robustness"]["clean"]
         save_model(model, path)
@@ -224,6 +249,49 @@ class FeatureClassifier:
         write_text(path.parent / "README.txt", CACHE_README)
         print(f"judge: {path} (checksum {info['checksum']}; accuracy {info['robustness']})")
         return cls(model, info, path)
+
+    @classmethod
+    def shipped(cls, data, *, augmented: bool = True,
+                folder: Path | None = None) -> FeatureClassifier | None:
+        """The judge shipped for `data` in `folder` (default SHIPPED), or None when none
+        matches: another dataset or size, other data under the same name (fingerprint),
+        another architecture, or weights that no longer hash to their recorded checksum."""
+        folder = SHIPPED if folder is None else Path(folder)
+        weights = folder / f"{judge_stem(data)}.weights.h5"
+        info_path = folder / f"{judge_stem(data)}.json"
+        if not (weights.exists() and info_path.exists()):
+            return None
+        info = json.loads(info_path.read_text())
+        if (info.get("architecture") != JUDGE_ARCHITECTURE
+                or info.get("augmented") != augmented
+                or info.get("data_fingerprint") != fingerprint(data)):
+            print(f"note: the shipped judge {weights.name} does not match this data; "
+                  "training one here")
+            return None
+        with float32_policy():
+            model = build_judge(data.image_shape, data.num_classes)
+        model.load_weights(weights)
+        if checksum(model) != info["checksum"]:
+            print(f"note: {weights} does not hash to its checksum {info['checksum']}; "
+                  "training a judge here")
+            return None
+        info = {**info, "source": f"shipped ({weights.name})"}
+        print(f"judge: {weights} (shipped; checksum {info['checksum']})")
+        return cls(model, info, weights)
+
+    def ship(self, data, folder: Path | None = None) -> Path:
+        """Write this judge's weights and record into `folder` (default SHIPPED) for `data`."""
+        folder = SHIPPED if folder is None else Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        weights = folder / f"{judge_stem(data)}.weights.h5"
+        with float32_policy():  # an uncompiled copy: its file holds no optimizer state
+            bare = build_judge(self.image_shape, self.model.output_shape[-1])
+        bare.set_weights(self.model.get_weights())
+        bare.save_weights(weights)
+        info = {key: value for key, value in self.info.items() if key != "source"}
+        write_json(folder / f"{judge_stem(data)}.json",
+                   {**info, "data_fingerprint": fingerprint(data)})
+        return weights
 
     def _prepare(self, images) -> np.ndarray:
         return np.asarray(images, dtype=np.float32).reshape((-1, *self.image_shape))
@@ -291,3 +359,21 @@ def describe_fid(report: dict) -> str:
     low, high = report["fid_ci95"]
     return (f"classifier FID {report['classifier_fid']:.2f} [{low:.2f}, {high:.2f}], floor "
             f"{report['fid_floor']:.2f} ({report['fid_samples']:,} samples)")
+
+
+def main(argv=None) -> None:
+    """`--ship DATASET`: train (or load the cached) judge for DATASET and write it to SHIPPED."""
+    from common.data import load  # noqa: PLC0415 (only the command line needs the loader)
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--ship", required=True, metavar="DATASET")
+    parser.add_argument("--root", type=Path, default=Path("outputs"),
+                        help="where the judge is cached (default: outputs)")
+    args = parser.parse_args(argv)
+    data = load(args.ship)
+    judge = FeatureClassifier.for_dataset(data, args.root)
+    print(f"shipped {judge.ship(data)} (checksum {judge.checksum})")
+
+
+if __name__ == "__main__":
+    main()
