@@ -27,7 +27,10 @@ on the linear schedule. Two changes to it, for faster training, can be switched 
 `--schedule cosine` (Nichol & Dhariwal 2021: alpha_bar_t falls as a squared cosine, so fewer
 steps are nearly pure noise) and `--loss-weighting min_snr` (Hang et al. 2023: each step's
 error weighed by min(SNR_t, 5) / SNR_t, so the easy low-noise steps stop dominating the
-gradient). docs/results.md says what each did at a fixed number of training images.
+gradient). Two more change the network's target and the steps it trains on: `--prediction v`
+(Salimans & Ho 2022: predict v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0) and
+`--timesteps logit_normal` (Esser et al. 2024: most training steps from the middle of the
+chain). docs/results.md says what each did at a fixed number of training images.
 
 Measured: classifier FID of samples against the test set (common.eval.classifier), drawn with
 --sampler (DDIM-50 unless told), the time to draw 64 images with DDPM-1000 and with DDIM-50
@@ -58,10 +61,17 @@ from common.atomic import save_model
 from common.cli import make_parser, parse, plural, run
 from common.data import check_square_side
 from common.diffusion.samplers import describe, sample, sample_ddim, sample_ddpm
-from common.diffusion.schedule import SCHEDULES, Schedule, TimestepEmbedding
+from common.diffusion.schedule import (
+    PREDICTIONS,
+    SCHEDULES,
+    Schedule,
+    TimestepEmbedding,
+    predicting_v,
+)
 from common.diffusion.trainer import (
     BATCH_SIZE,
     LOSS_WEIGHTINGS,
+    TIMESTEPS,
     DiffusionModel,
     add_diffusion_flags,
     check_diffusion_flags,
@@ -225,18 +235,25 @@ def build_dit(shape=SHAPE, num_classes: int = 0, *, patch: int = 4, width: int =
 def build_diffusion(channels: int = 32, num_classes: int = 0, seed: int | None = None,
                     name: str = "ddpm", attention: bool = False,
                     denoiser: str = "unet", shape=SHAPE, schedule: str = "linear",
-                    loss_weighting: str = "uniform") -> DiffusionModel:
+                    loss_weighting: str = "uniform", prediction: str = "eps",
+                    timesteps: str = "uniform") -> DiffusionModel:
     """The noise predictor (the U-Net, or with denoiser="dit" the diffusion Transformer), its
-    EMA twin, and the training wrapper (common.diffusion.trainer), for images of `shape`."""
+    EMA twin, and the training wrapper (common.diffusion.trainer), for images of `shape`.
+    With prediction="v" the network predicts v, read back as noise (predicting_v)."""
+    noise_schedule = Schedule(kind=schedule)
+
     def network(network_name):
         if denoiser == "dit":
-            return build_dit(shape, num_classes, name=network_name)
-        return build_unet(channels, num_classes, attention, name=network_name, shape=shape)
+            net = build_dit(shape, num_classes, name=network_name)
+        else:
+            net = build_unet(channels, num_classes, attention, name=network_name, shape=shape)
+        return predicting_v(net, noise_schedule) if prediction == "v" else net
 
     return DiffusionModel(network("unet" if denoiser == "unet" else "dit"),
                           network("unet_ema" if denoiser == "unet" else "dit_ema"),
                           num_classes=num_classes, seed=seed, name=name,
-                          schedule=Schedule(kind=schedule), loss_weighting=loss_weighting)
+                          schedule=noise_schedule, loss_weighting=loss_weighting,
+                          prediction=prediction, timesteps=timesteps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,6 +279,12 @@ def main(argv=None) -> int:
     parser.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, default="uniform",
                         help="the DDPM loss as the lecture writes it (uniform, default) or "
                              "Min-SNR-5 weighting of the steps (Hang et al. 2023)")
+    parser.add_argument("--prediction", choices=PREDICTIONS, default="eps",
+                        help="what the network predicts: the noise, as the lecture has it "
+                             "(eps, default), or v (Salimans & Ho 2022)")
+    parser.add_argument("--timesteps", choices=TIMESTEPS, default="uniform",
+                        help="how training draws the step t: uniformly, as the lecture has it "
+                             "(default), or logit-normal, favouring the middle steps")
     args = parse(parser, argv)
     check_diffusion_flags(parser, args)
     if args.summary:
@@ -275,7 +298,8 @@ def main(argv=None) -> int:
     shape = data.image_shape  # 28x28x1, or 32x32x3 colour
     model = build_diffusion(args.channels, seed=args.seed, attention=args.attention,
                             denoiser=args.denoiser, shape=shape, schedule=args.schedule,
-                            loss_weighting=args.loss_weighting)
+                            loss_weighting=args.loss_weighting, prediction=args.prediction,
+                            timesteps=args.timesteps)
     print_summary(model.network)
     print(f"\n== training the noise predictor for {plural(epochs, 'epoch')} ==")
     run_ = train_diffusion(model, data, epochs=epochs, batch_size=args.batch_size,
@@ -314,7 +338,8 @@ def main(argv=None) -> int:
                       "sampler": label, **scored, **timing,
                       "params": model.network.count_params(), "channels": args.channels,
                       "denoiser": args.denoiser, "schedule": args.schedule,
-                      "loss_weighting": args.loss_weighting,
+                      "loss_weighting": args.loss_weighting, "prediction": args.prediction,
+                      "timesteps": args.timesteps,
                       **run_.speed()}})
     print(f"\nFigures, the denoisers (EMA and last) and metrics.json are in {args.out}/ "
           "(start with reverse_process.png); next, python chapters/ch5_samplers.py "

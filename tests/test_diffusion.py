@@ -9,7 +9,13 @@ import tensorflow as tf
 
 from chapters.ch5_ddpm import build_unet
 from common.diffusion.samplers import coefficients, guided_eps, sample_ddim
-from common.diffusion.schedule import Schedule, timestep_embedding
+from common.diffusion.schedule import (
+    SCHEDULES,
+    NoiseFromVelocity,
+    Schedule,
+    predicting_v,
+    timestep_embedding,
+)
 from common.diffusion.trainer import DiffusionModel
 from tests.conftest import run_script
 
@@ -67,6 +73,60 @@ def tiny(num_classes=0, **kwargs):
     return DiffusionModel(build_unet(8, num_classes, attention=False),
                           build_unet(8, num_classes, attention=False, name="ema"),
                           num_classes=num_classes, seed=0, **kwargs)
+
+
+def noised(schedule, t, seed=0):
+    """x_0, eps, x_t and v = sqrt(abar) eps - sqrt(1 - abar) x_0 at the steps t."""
+    rng = np.random.default_rng(seed)
+    x0, eps = (rng.normal(size=(len(t), 28, 28, 1)).astype("float32") for _ in range(2))
+    a = schedule.alpha_bars[np.asarray(t) - 1].reshape(-1, 1, 1, 1)
+    return x0, eps, np.sqrt(a) * x0 + np.sqrt(1 - a) * eps, np.sqrt(a) * eps - np.sqrt(1 - a) * x0
+
+
+@pytest.mark.parametrize("kind", SCHEDULES)
+def test_v_read_back_as_noise_is_the_true_noise(kind):
+    t = np.array([1, 10, 300, 500, 900, 1000])
+    _, eps, x_t, v = noised(Schedule(kind=kind), t)
+    got = NoiseFromVelocity(kind=kind)([v.astype("float32"), x_t.astype("float32"), t])
+    np.testing.assert_allclose(np.asarray(got), eps, atol=1e-4)
+
+
+def test_v_prediction_trains_on_the_squared_error_of_v_and_round_trips(tmp_path):
+    schedule = Schedule()
+    model = DiffusionModel(predicting_v(build_unet(8, attention=False), schedule),
+                           predicting_v(build_unet(8, attention=False, name="ema"), schedule),
+                           seed=0, prediction="v")
+    np.testing.assert_allclose(np.asarray(model.step_weights), 1 / schedule.alpha_bars,
+                               rtol=1e-5)
+    # The weighted noise error the step minimises is the plain error on v, image by image.
+    t = np.array([1, 200, 700, 1000])
+    _, eps, x_t, v = noised(schedule, t)
+    v_hat = v + np.random.default_rng(1).normal(size=v.shape)
+    eps_hat = np.asarray(NoiseFromVelocity()([v_hat.astype("float32"), x_t.astype("float32"), t]))
+    weighted = np.mean((eps_hat - eps) ** 2, axis=(1, 2, 3)) / schedule.alpha_bars[t - 1]
+    np.testing.assert_allclose(weighted, np.mean((v_hat - v) ** 2, axis=(1, 2, 3)), rtol=1e-3)
+    keras.utils.set_random_seed(0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    x = np.tile(np.linspace(-1, 1, 28 * 28, dtype="float32").reshape(1, 28, 28, 1), (32, 1, 1, 1))
+    losses = model.fit(x, batch_size=32, epochs=40, verbose=0).history["loss"]
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
+    model.ema_network.save(tmp_path / "v.keras")
+    loaded = keras.saving.load_model(tmp_path / "v.keras", safe_mode=True)
+    inputs = [x_t[:2].astype("float32"), t[:2]]
+    np.testing.assert_allclose(np.asarray(loaded(inputs)),
+                               np.asarray(model.ema_network(inputs)), atol=1e-6)
+
+
+def test_logit_normal_steps_favour_the_middle_of_the_chain():
+    uniform, middle = (np.asarray(tiny(timesteps=kind).draw_steps(20_000))
+                       for kind in ("uniform", "logit_normal"))
+    for steps in (uniform, middle):
+        assert steps.min() >= 1 and steps.max() <= 1000
+    # P(250 < t <= 750): 0.5 uniformly; P(|N(0, 1)| < logit(0.75) = 1.099) = 0.728 logit-normal
+    assert np.mean((uniform > 250) & (uniform <= 750)) == pytest.approx(0.5, abs=0.02)
+    assert np.mean((middle > 250) & (middle <= 750)) == pytest.approx(0.728, abs=0.02)
+    with pytest.raises(ValueError, match="unknown prediction"):
+        tiny(timesteps="beta")
 
 
 def test_training_lowers_the_noise_prediction_loss_on_a_repeated_batch():
@@ -165,16 +225,18 @@ def test_clipping_keeps_the_predicted_image_in_range_only_when_asked():
     np.testing.assert_allclose(clipped[inside], free[inside])
 
 
-@pytest.mark.parametrize("script,model,expected,denoiser", [
-    ("ch5_ddpm", "ddpm", ["noising_strip.png", "reverse_process.png", "samples.png"], "unet"),
+@pytest.mark.parametrize("script,model,expected,denoiser,extra", [
+    ("ch5_ddpm", "ddpm", ["noising_strip.png", "reverse_process.png", "samples.png"], "unet",
+     ["--prediction", "v", "--timesteps", "logit_normal"]),
     ("ch5_conditional_diffusion", "cfg_diffusion",
-     ["class_grid.png", "guidance_scales.png", "guidance_tradeoff.png"], "unet"),
-    ("ch5_conditional_diffusion", "cfg_diffusion", ["class_grid.png"], "dit"),
+     ["class_grid.png", "guidance_scales.png", "guidance_tradeoff.png"], "unet", []),
+    ("ch5_conditional_diffusion", "cfg_diffusion", ["class_grid.png"], "dit", []),
 ])
-def test_quick_runs(tmp_path, script, model, expected, denoiser):
+def test_quick_runs(tmp_path, script, model, expected, denoiser, extra):
     out = tmp_path / script
     result = run_script(f"chapters/{script}.py", "--quick", "--dataset", "mnist5k",
-                        "--out", out, "--channels", "16", "--denoiser", denoiser, timeout=600)
+                        "--out", out, "--channels", "16", "--denoiser", denoiser, *extra,
+                        timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["models"][model]["train_images_per_s"] > 0
@@ -182,6 +244,10 @@ def test_quick_runs(tmp_path, script, model, expected, denoiser):
         assert (out / name).exists(), name
     network = keras.saving.load_model(out / "unet_ema.keras", safe_mode=True)
     assert network.name == ("dit_ema" if denoiser == "dit" else "unet_ema")
+    if extra:  # the changes to the lecture's loss are recorded, and saved with the network
+        assert metrics["models"][model]["prediction"] == "v"
+        assert metrics["models"][model]["timesteps"] == "logit_normal"
+        assert network.layers[-1].name == "noise_from_v"
 
 
 def test_channels_must_suit_group_norm(tmp_path):

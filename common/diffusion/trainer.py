@@ -18,7 +18,7 @@ from keras import ops
 
 from common.cli import positive_int
 from common.diffusion.samplers import DEFAULT_STEPS, SAMPLERS
-from common.diffusion.schedule import Schedule
+from common.diffusion.schedule import PREDICTIONS, Schedule
 from common.distribute import draw, gradient_loss
 from common.flops import BACKWARD_FACTOR, forward_flops
 from common.pipeline import batches
@@ -28,6 +28,7 @@ from common.training import cosine_adam, fit
 PACKAGE = __name__
 LOSS_WEIGHTINGS = ("uniform", "min_snr")
 MIN_SNR_GAMMA = 5.0
+TIMESTEPS = ("uniform", "logit_normal")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -43,12 +44,20 @@ class DiffusionModel(keras.Model):
     (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy",
     gamma = 5): the low-noise steps, whose high SNR makes their noise prediction easy and
     their gradients dominate, count less; the textbook loss is `"uniform"`.
+
+    `prediction="v"` says the network predicts v and ends in NoiseFromVelocity
+    (common.diffusion.schedule.predicting_v): its eps error is then weighed by 1 / alpha_bar_t,
+    which is the plain MSE on v, since eps_hat - eps = sqrt(alpha_bar_t) (v_hat - v).
+    `timesteps="logit_normal"` draws t / T as the sigmoid of a standard normal (Esser et al.
+    2024, "Scaling Rectified Flow Transformers", sec. 3.1) instead of uniformly: most steps
+    land in the middle, where the noise is neither all nor nothing of x_t.
     """
 
     def __init__(self, network: keras.Model, ema_network: keras.Model, *, steps: int = 1000,
                  num_classes: int = 0, label_dropout: float = 0.1, ema_decay: float = 0.999,
                  seed: int | None = None, schedule: Schedule | None = None,
-                 loss_weighting: str = "uniform", **kwargs):
+                 loss_weighting: str = "uniform", prediction: str = "eps",
+                 timesteps: str = "uniform", **kwargs):
         super().__init__(**kwargs)
         self.network, self.ema_network = network, ema_network
         self.schedule = schedule or Schedule(steps)
@@ -58,9 +67,15 @@ class DiffusionModel(keras.Model):
         self.alpha_bars = ops.convert_to_tensor(self.schedule.alpha_bars, "float32")
         if loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"unknown loss weighting {loss_weighting!r}")
-        self.loss_weighting = loss_weighting
-        weights = (np.minimum(self.schedule.snr(), MIN_SNR_GAMMA) / self.schedule.snr()
-                   if loss_weighting == "min_snr" else np.ones(self.schedule.steps))
+        if prediction not in PREDICTIONS or timesteps not in TIMESTEPS:
+            raise ValueError(f"unknown prediction {prediction!r} or timesteps {timesteps!r}")
+        self.loss_weighting, self.prediction, self.timesteps = (loss_weighting, prediction,
+                                                                timesteps)
+        snr = self.schedule.snr()
+        if loss_weighting == "min_snr":  # the same in eps and in v terms
+            weights = np.minimum(snr, MIN_SNR_GAMMA) / snr
+        else:
+            weights = 1.0 / self.schedule.alpha_bars if prediction == "v" else np.ones_like(snr)
         self.step_weights = ops.convert_to_tensor(weights, "float32")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.ema_network.set_weights(self.network.get_weights())
@@ -76,6 +91,14 @@ class DiffusionModel(keras.Model):
         weights would still weigh 0.999^n in the average of a short CPU run."""
         return ops.minimum(self.ema_decay, (1.0 + updates) / (10.0 + updates))
 
+    def draw_steps(self, n):
+        """n training steps t in 1..T: uniform (the lecture's), or logit-normal."""
+        steps = self.schedule.steps
+        if self.timesteps == "uniform":
+            return draw(keras.random.randint, (n,), 1, steps + 1, seed=self.seed_generator)
+        u = ops.sigmoid(draw(keras.random.normal, (n,), seed=self.seed_generator))
+        return ops.cast(ops.clip(ops.ceil(u * steps), 1, steps), "int32")
+
     def _inputs(self, x_t, t, labels):
         return [x_t, t] if labels is None else [x_t, t, labels]
 
@@ -88,8 +111,7 @@ class DiffusionModel(keras.Model):
         x0, labels, _ = keras.utils.unpack_x_y_sample_weight(data)  # fit or train_on_batch
         labels = labels if self.num_classes else None
         n = ops.shape(x0)[0]
-        t = draw(keras.random.randint, (n,), 1, self.schedule.steps + 1,
-                 seed=self.seed_generator)
+        t = self.draw_steps(n)
         eps = draw(keras.random.normal, ops.shape(x0), seed=self.seed_generator)
         a = ops.reshape(ops.take(self.alpha_bars, t - 1), (-1, 1, 1, 1))
         x_t = ops.sqrt(a) * x0 + ops.sqrt(1.0 - a) * eps
