@@ -5,9 +5,10 @@ devices, and the main one is where the diffusion happens: not on the pixels but 
 of an autoencoder. Three parts, trained one after the other:
 
 1. An autoencoder (Stable Diffusion's "VAE"): a convolutional encoder squeezes a 28x28 image
-   into a 7x7xC grid of codes and a decoder paints the image back. It is trained on the pixel
-   MSE plus a small KL term to N(0, I) (the paper's KL-regularised autoencoder, weight
-   KL_WEIGHT), which keeps the codes in a compact, smooth region the decoder knows. Before
+   into a 7x7xC grid of codes and a decoder paints the image back. It is trained on the
+   pixels' Bernoulli cross-entropy, as the course's VAEs are, plus a small KL term to N(0, I)
+   (the paper's KL-regularised autoencoder, weight KL_WEIGHT), which keeps the codes in a
+   compact, smooth region the decoder knows. Before
    diffusion the codes are multiplied by a scale factor that gives them unit variance, as the
    paper does (Stable Diffusion's is 0.18215).
 2. Class-conditional diffusion on those codes: the DDPM training of chapter 5 (EMA, label
@@ -133,8 +134,8 @@ def build_encoder(image_shape=(28, 28, 1), latent_channels: int = LATENT_CHANNEL
 
 def build_decoder(latent_shape=(7, 7, LATENT_CHANNELS), image_channels: int = 1,
                   width: int = AE_WIDTH) -> keras.Model:
-    """Codes (H/4, W/4, C) -> image (pixel values, unbounded): the encoder mirrored, with
-    transposed convolutions to double the size."""
+    """Codes (H/4, W/4, C) -> the logits of the pixels (sigmoid them for the image): the
+    encoder mirrored, with transposed convolutions to double the size."""
     z = keras.Input(latent_shape, name="z")
     h = layers.Conv2D(4 * width, 3, padding="same", activation="swish", name="conv_quarter")(z)
     h = layers.Conv2D(4 * width, 3, padding="same", activation="swish", name="conv_quarter2")(h)
@@ -143,9 +144,10 @@ def build_decoder(latent_shape=(7, 7, LATENT_CHANNELS), image_channels: int = 1,
     h = layers.Conv2D(2 * width, 3, padding="same", activation="swish", name="conv_half")(h)
     h = layers.Conv2DTranspose(width, 4, strides=2, padding="same", activation="swish",
                                name="up_full")(h)
-    # a linear output, clipped to [0, 1] when decoded: a sigmoid under the MSE saturated at
-    # black on digits and never recovered (no gradient through it; see docs/results.md)
-    out = layers.Conv2D(image_channels, 3, padding="same", name="image")(h)
+    # logits, for the cross-entropy: a sigmoid output under the MSE saturated at black on
+    # digits and never recovered, a linear one under the MSE reconstructed blurrier; the
+    # cross-entropy's gradient, sigmoid(logit) - x, never vanishes (see docs/results.md)
+    out = layers.Conv2D(image_channels, 3, padding="same", name="logits")(h)
     return keras.Model(z, out, name="decoder")
 
 
@@ -153,11 +155,13 @@ def build_decoder(latent_shape=(7, 7, LATENT_CHANNELS), image_channels: int = 1,
 class KLAutoencoder(keras.Model):
     """The encoder and decoder trained on
 
-        loss = sum over pixels of (x - decoder(z))^2 + kl_weight * KL(q(z | x) || N(0, I)),
+        loss = sum over pixels of BCE(x, sigmoid(decoder(z)))
+               + kl_weight * KL(q(z | x) || N(0, I)),
 
-    z drawn from q(z | x) with the reparameterisation trick (common.vae.layers.Sampling); both
-    sums per image, as in the latent diffusion paper. A VAE's KL weight would be 1; a small
-    one keeps reconstructions sharp and only stops the codes from drifting to any scale.
+    the first term the pixels' Bernoulli cross-entropy (computed from the logits), z drawn
+    from q(z | x) with the reparameterisation trick (common.vae.layers.Sampling); both sums
+    per image, as in the latent diffusion paper. A VAE's KL weight would be 1; a small one
+    keeps reconstructions sharp and only stops the codes from drifting to any scale.
     `scale` (1 / the codes' standard deviation, set after training) gives diffusion
     unit-variance codes."""
 
@@ -176,15 +180,16 @@ class KLAutoencoder(keras.Model):
 
     def call(self, x, training=False):
         mean, _ = self.encoder(x, training=training)
-        return self.decoder(mean, training=training)
+        return ops.sigmoid(self.decoder(mean, training=training))
 
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # fit(x) or train_on_batch(x)
         with tf.GradientTape() as tape:
             mean, log_var = self.encoder(x, training=True)
-            decoded = ops.cast(self.decoder(self.sampling([mean, log_var]), training=True),
-                               "float32")  # the loss in float32 under --precision
-            reconstruction = ops.mean(ops.sum(ops.square(x - decoded), axis=(1, 2, 3)))
+            logits = ops.cast(self.decoder(self.sampling([mean, log_var]), training=True),
+                              "float32")  # the loss in float32 under --precision
+            reconstruction = ops.mean(ops.sum(ops.binary_crossentropy(
+                ops.cast(x, "float32"), logits, from_logits=True), axis=(1, 2, 3)))
             flat = (ops.shape(mean)[0], -1)
             kl = ops.mean(kl_to_standard_normal(ops.cast(ops.reshape(mean, flat), "float32"),
                                                 ops.cast(ops.reshape(log_var, flat), "float32")))
@@ -203,9 +208,10 @@ class KLAutoencoder(keras.Model):
         return (mean * self.scale).astype(np.float32)
 
     def decode(self, codes) -> np.ndarray:
-        """Scaled codes -> images, clipped to [0, 1]."""
-        return np.clip(self.decoder.predict(np.asarray(codes, np.float32) / self.scale,
-                                            batch_size=500, verbose=0), 0.0, 1.0)
+        """Scaled codes -> images in [0, 1] (the sigmoid of the decoder's logits)."""
+        logits = self.decoder.predict(np.asarray(codes, np.float32) / self.scale,
+                                      batch_size=500, verbose=0)
+        return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
 
 
 def build_autoencoder(image_shape=(28, 28, 1), latent_channels: int = LATENT_CHANNELS,

@@ -48,6 +48,25 @@ def test_codes_are_a_7x7_grid_and_the_scale_gives_them_unit_variance(digits):
         build_autoencoder((30, 30, 1))
 
 
+def test_the_cross_entropy_brings_a_decoder_back_from_saturation(digits):
+    """A sigmoid decoder trained on the MSE once stuck at all-black on digits: no gradient
+    flows through a saturated sigmoid. The cross-entropy's gradient, sigmoid(logit) - x, does."""
+    keras.utils.set_random_seed(0)
+    autoencoder = build_autoencoder(digits.image_shape, seed=0)
+    kernel, bias = autoencoder.decoder.get_layer("logits").get_weights()
+    autoencoder.decoder.get_layer("logits").set_weights([kernel, bias - 12.0])  # all black
+    assert autoencoder.decode(autoencoder.encode(digits.x_test[:64])).max() < 1e-3
+    autoencoder.compile(optimizer=keras.optimizers.Adam(2e-3))
+    x = digits.x_train[:64]
+    losses = []
+    for _ in range(30):
+        autoencoder.reset_metrics()  # this batch's loss, not the running mean
+        losses.append(autoencoder.train_on_batch(x, return_dict=True)["reconstruction"])
+    assert losses[-1] < 0.5 * losses[0]  # the MSE of the sigmoid: 91.5 -> 91.3, still black
+    decoded = autoencoder.decode(autoencoder.encode(x))
+    assert 0.0 <= decoded.min() and decoded.max() <= 1.0 and decoded.max() > 0.5
+
+
 def test_the_autoencoder_and_the_diffusion_losses_fall_on_a_small_set(digits):
     keras.utils.set_random_seed(0)  # the same initial weights whatever ran before in the worker
     autoencoder = build_autoencoder(digits.image_shape, seed=0)
