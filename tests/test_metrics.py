@@ -14,6 +14,7 @@ from common.eval.classifier import (
     wilson_interval,
 )
 from common.eval.metrics import bootstrap_fid, fid_from_features, frechet_distance, gaussian_stats
+from tests.conftest import run_script
 
 
 def test_frechet_distance_one_dimensional_closed_form():
@@ -166,3 +167,11 @@ def test_the_shipped_judges_are_the_documented_instruments(tmp_path, name, expec
     assert judge.checksum == expected and not (tmp_path / "_classifiers").exists()
     assert judge.conditional_accuracy(data.x_test, data.y_test) == pytest.approx(
         judge.info["robustness"]["clean"], abs=1e-4)
+
+
+def test_shipping_an_unknown_dataset_is_one_error_line():
+    result = run_script("-m", "common.eval.classifier", "--ship", "nope", timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "python -m common.eval.classifier: error: unknown dataset 'nope'; choose one of auto, "
+        "mnist, fashion_mnist, mnist5k or tfds:NAME"]

@@ -7,10 +7,10 @@ trains the judge (`build_judge`) once per dataset and image shape, deterministic
 caches it under the output root.
 
 Deterministic training gives the same weights on the same kind of CPU, not on every CPU
-(oneDNN picks its kernels, and so its rounding, by instruction set). So the Fashion-MNIST
-judge's weights ship with the code (`common/eval/judges/`): wherever the data is the same,
-bit for bit (its fingerprint), every machine scores with that one instrument, and trains
-nothing. `python -m common.eval.classifier --ship fashion_mnist` rebuilds the shipped files.
+(oneDNN picks its kernels, and so its rounding, by instruction set). So the judges of
+Fashion-MNIST and mnist5k ship with the code (`common/eval/judges/`): wherever the data is
+the same, bit for bit (its fingerprint), every machine scores with that one instrument, and
+trains nothing. `python -m common.eval.classifier --ship fashion_mnist` rebuilds the shipped files.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import hashlib
 import json
 import re
 from pathlib import Path
+
+import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up log)
 
 import keras
 import numpy as np
@@ -376,4 +378,8 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from common.cli import run  # noqa: PLC0415 (a bad dataset name: one error line, exit 2)
+
+    sys.exit(run(main, prog="python -m common.eval.classifier"))
