@@ -26,12 +26,12 @@ import numpy as np
 
 from common import figures
 from common.atomic import save_model
-from common.cli import make_parser, parse, run
-from common.eval.classifier import build_cnn_classifier
+from common.cli import make_parser, parse, run_main
 from common.pipeline import batches
 from common.results import write_metrics
+from common.run import start
 from common.summary import print_summary
-from common.training import fit, prepare
+from common.training import fit
 
 CHAPTER = "ch1_classifiers"
 VALIDATION_SHARE = 0.1  # the last 10% of the training images, held out for the curves
@@ -55,6 +55,26 @@ def build_mlp(num_pixels: int = 784, num_classes: int = 10) -> keras.Model:
     ], name="mlp")
 
 
+def build_cnn_classifier(input_shape=(28, 28, 1), num_classes: int = 10,
+                         name: str = "cnn_classifier") -> keras.Model:
+    """Conv(32) - pool - Conv(64) - pool - Dense(128) - softmax.
+
+    Two 3x3 conv/pool stages learn stroke and part detectors wherever they appear; dropout
+    keeps the 128 features from memorising the training images. (The judge of the later
+    chapters, common.eval.classifier, is this network with two convolutions per stage.)"""
+    return keras.Sequential([
+        keras.Input(shape=input_shape),
+        keras.layers.Conv2D(32, 3, activation="relu", name="conv_1"),
+        keras.layers.MaxPooling2D(2, name="pool_1"),
+        keras.layers.Conv2D(64, 3, activation="relu", name="conv_2"),
+        keras.layers.MaxPooling2D(2, name="pool_2"),
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dropout(0.5, name="dropout"),
+        keras.layers.Dense(128, activation="relu", name="features"),
+        keras.layers.Dense(num_classes, activation="softmax", name="class_probabilities"),
+    ], name=name)
+
+
 def build_models(image_shape=(28, 28, 1), num_classes: int = 10) -> dict[str, keras.Model]:
     pixels = int(np.prod(image_shape))
     return {"linear": build_linear_model(pixels, num_classes),
@@ -70,11 +90,19 @@ def main(argv=None) -> int:
         for model in build_models().values():
             print_summary(model)
         return 0
+    with start(args) as run:  # seeds, devices, the output folder, the data
+        results = train_and_compare(run, args.learning_rate)
+        write_metrics(run, models=results)
+    print(f"Figures, models and metrics.json are in {run.out}/")
+    return 0
 
-    run_info = prepare(args, images=0)  # a fixed --epochs default
-    data, epochs = run_info.data, run_info.epochs
+
+def train_and_compare(run, learning_rate: float) -> dict:
+    """Train the three classifiers on the same images in turn; draw their predictions, the
+    learning curves and the CNN's filters; return each one's test numbers."""
+    data, out, batch_size = run.data, run.out, run.batch_size
     models = build_models(data.image_shape, data.num_classes)
-    n_val = max(args.batch_size, int(len(data.x_train) * VALIDATION_SHARE))
+    n_val = max(batch_size, int(len(data.x_train) * VALIDATION_SHARE))
     x_fit, y_fit = data.x_train[:-n_val], data.y_train[:-n_val]
     x_val, y_val = data.x_train[-n_val:], data.y_train[-n_val:]
 
@@ -86,36 +114,31 @@ def main(argv=None) -> int:
         def view(x, flat=flat):
             return x.reshape(len(x), -1) if flat else x
 
-        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate),
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        train = batches(view(x_fit), y_fit, batch_size=args.batch_size, seed=args.seed)
-        val = batches(view(x_val), y_val, batch_size=args.batch_size, shuffle=False,
+        train = batches(view(x_fit), y_fit, batch_size=batch_size, seed=run.seed)
+        val = batches(view(x_val), y_val, batch_size=batch_size, shuffle=False,
                       drop_remainder=False)
-        run_ = fit(model, train, validation=val, epochs=epochs,
-                   batch_size=args.batch_size, out=args.out, tag=key,
-                   nan_hint="try a lower --learning-rate")
+        trained = fit(model, train, validation=val, epochs=run.epochs, batch_size=batch_size,
+                      out=out, tag=key, nan_hint="try a lower --learning-rate")
         loss, accuracy = model.evaluate(view(data.x_test), data.y_test, verbose=0)
         predicted = model.predict(view(data.x_test), verbose=0).argmax(axis=1)
         print(f"{model.name}: test accuracy {accuracy:.4f} ({model.count_params():,} params)")
         figures.prediction_grid(data.x_test, data.y_test, predicted, data.class_names,
-                                args.out / f"predictions_{key}.png",
+                                out / f"predictions_{key}.png",
                                 title=f"{model.name}, test accuracy {accuracy:.3f}")
-        save_model(model, args.out / f"{key}.keras")
-        histories[key] = run_.history
+        save_model(model, out / f"{key}.keras")
+        histories[key] = trained.history
         results[model.name] = {"test_accuracy": round(float(accuracy), 4),
                                "test_loss": round(float(loss), 4),
-                               "params": model.count_params(),
-                               **run_.speed()}
+                               "params": model.count_params(), **trained.speed()}
 
     figures.curves({f"{k} {s}": h[m] for k, h in histories.items()
                     for s, m in (("train", "accuracy"), ("validation", "val_accuracy"))},
-                   args.out / "learning_curves.png", ylabel="accuracy",
+                   out / "learning_curves.png", ylabel="accuracy",
                    title=f"Accuracy per epoch on {data.name}")
-    _plot_cnn_filters(models["cnn"], data.x_test[:4], args.out / "cnn_filters.png")
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
-                  wall_seconds=run_info.elapsed(), models=results)
-    print(f"Figures, models and metrics.json are in {args.out}/")
-    return 0
+    _plot_cnn_filters(models["cnn"], data.x_test[:4], out / "cnn_filters.png")
+    return results
 
 
 def _plot_cnn_filters(cnn: keras.Model, images: np.ndarray, path: Path) -> None:
@@ -129,4 +152,4 @@ def _plot_cnn_filters(cnn: keras.Model, images: np.ndarray, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(run_main(main))

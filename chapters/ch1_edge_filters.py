@@ -32,11 +32,12 @@ import keras
 import numpy as np
 
 from common import figures, strokes
-from common.cli import make_parser, parse, run
+from common.cli import make_parser, parse, run_main
 from common.pipeline import batches
 from common.results import write_metrics
+from common.run import start
 from common.summary import print_summary
-from common.training import fit, prepare
+from common.training import fit
 
 CHAPTER = "ch1_edge_filters"
 FILTER_NAMES = ("vertical edge", "horizontal edge")
@@ -85,54 +86,65 @@ def main(argv=None) -> int:
         for model in (filters, build_filtered_classifier(filters), build_pixel_classifier()):
             print_summary(model)
         return 0
-
-    run_info = prepare(args, images=0)  # a fixed --epochs default
-    data, epochs = run_info.data, run_info.epochs
-    print_summary(filters)
-    n_train, n_test = (STROKE_TRAIN, STROKE_TEST) if not args.quick else (384, 192)
-    x_train, y_train = strokes.make_strokes(n_train, seed=args.seed)
-    x_test, y_test = strokes.make_strokes(n_test, seed=args.seed + 1)
-    print(f"strokes: {n_train:,} train / {n_test:,} test images ({strokes.DESCRIPTION})")
-
-    def flat(x):
-        return x.reshape(len(x), -1)
-
-    real = data.x_test[:6]
-    figures.filters_and_maps(edge_kernels()[:, :, 0, :], real, filters.predict(flat(real),
-                             verbose=0), args.out / "edges_real.png", filter_names=FILTER_NAMES,
-                             title=f"Fixed edge filters on {data.name} test images")
-    sample = np.concatenate([x_test[y_test == c][:2] for c in range(3)])
-    figures.filters_and_maps(edge_kernels()[:, :, 0, :], sample, filters.predict(
-                             flat(sample), verbose=0), args.out / "edges_strokes.png",
-                             filter_names=FILTER_NAMES,
-                             title="Fixed edge filters on strokes: vertical, horizontal, cross")
-
-    results, curves = {}, {}
-    for model in (build_filtered_classifier(filters), build_pixel_classifier()):
-        print_summary(model)
-        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        train = batches(flat(x_train), y_train, batch_size=args.batch_size, seed=args.seed)
-        run_ = fit(model, train, epochs=epochs, batch_size=args.batch_size,
-                   out=args.out, tag=model.name, verbose=2,
-                   nan_hint="try a lower --learning-rate")
-        _, accuracy = model.evaluate(flat(x_test), y_test, verbose=0)
-        print(f"{model.name}: strokes test accuracy {accuracy:.4f}")
-        curves[model.name] = run_.history["accuracy"]
-        results[model.name] = {"strokes_test_accuracy": round(float(accuracy), 4),
-                               "trainable_params": int(sum(np.prod(w.shape)
-                                                           for w in model.trainable_weights)),
-                               **run_.speed()}
-    results["edge_filters"] = {"params": filters.count_params()}
-    figures.curves(curves, args.out / "learning_curves.png", ylabel="train accuracy",
-                   title="Linear classifier on strokes: edge maps vs raw pixels")
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
-                  wall_seconds=run_info.elapsed(), models=results,
-                  extra={"synthetic_data": {"name": "strokes", "description": strokes.DESCRIPTION,
-                                            "train_size": n_train, "test_size": n_test}})
-    print(f"Figures and metrics.json are in {args.out}/")
+    with start(args) as run:  # seeds, devices, the output folder, the real images
+        print_summary(filters)
+        n_train, n_test = (STROKE_TRAIN, STROKE_TEST) if not run.quick else (384, 192)
+        x_train, y_train = strokes.make_strokes(n_train, seed=run.seed)
+        x_test, y_test = strokes.make_strokes(n_test, seed=run.seed + 1)
+        print(f"strokes: {n_train:,} train / {n_test:,} test images ({strokes.DESCRIPTION})")
+        show_edges(filters, run.data, x_test, y_test, run.out)
+        results = compare_classifiers(filters, (x_train, y_train), (x_test, y_test), run,
+                                      args.learning_rate)
+        write_metrics(run, models=results, extra={"synthetic_data": {
+            "name": "strokes", "description": strokes.DESCRIPTION,
+            "train_size": n_train, "test_size": n_test}})
+    print(f"Figures and metrics.json are in {run.out}/")
     return 0
 
 
+def flat(x: np.ndarray) -> np.ndarray:
+    return x.reshape(len(x), -1)
+
+
+def show_edges(filters, data, x_strokes, y_strokes, out: Path) -> None:
+    """The two filters and their maps, on real test images and on two strokes per class."""
+    real = data.x_test[:6]
+    figures.filters_and_maps(edge_kernels()[:, :, 0, :], real,
+                             filters.predict(flat(real), verbose=0), out / "edges_real.png",
+                             filter_names=FILTER_NAMES,
+                             title=f"Fixed edge filters on {data.name} test images")
+    sample = np.concatenate([x_strokes[y_strokes == c][:2] for c in range(3)])
+    figures.filters_and_maps(edge_kernels()[:, :, 0, :], sample,
+                             filters.predict(flat(sample), verbose=0), out / "edges_strokes.png",
+                             filter_names=FILTER_NAMES,
+                             title="Fixed edge filters on strokes: vertical, horizontal, cross")
+
+
+def compare_classifiers(filters, train_set, test_set, run, learning_rate: float) -> dict:
+    """The same linear classifier on the edge maps and on raw pixels: test accuracy on the
+    strokes, and the learning curves of both."""
+    (x_train, y_train), (x_test, y_test) = train_set, test_set
+    results, curves = {}, {}
+    for model in (build_filtered_classifier(filters), build_pixel_classifier()):
+        print_summary(model)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        train = batches(flat(x_train), y_train, batch_size=run.batch_size, seed=run.seed)
+        trained = fit(model, train, epochs=run.epochs, batch_size=run.batch_size,
+                      out=run.out, tag=model.name, verbose=2,
+                      nan_hint="try a lower --learning-rate")
+        _, accuracy = model.evaluate(flat(x_test), y_test, verbose=0)
+        print(f"{model.name}: strokes test accuracy {accuracy:.4f}")
+        curves[model.name] = trained.history["accuracy"]
+        results[model.name] = {"strokes_test_accuracy": round(float(accuracy), 4),
+                               "trainable_params": int(sum(np.prod(w.shape)
+                                                           for w in model.trainable_weights)),
+                               **trained.speed()}
+    results["edge_filters"] = {"params": filters.count_params()}
+    figures.curves(curves, run.out / "learning_curves.png", ylabel="train accuracy",
+                   title="Linear classifier on strokes: edge maps vs raw pixels")
+    return results
+
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(run_main(main))

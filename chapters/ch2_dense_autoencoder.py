@@ -33,13 +33,14 @@ from keras import layers
 
 from common import figures, strokes
 from common.atomic import save_model
-from common.cli import make_parser, parse, run
+from common.cli import make_parser, parse, run_main
 from common.data import load
 from common.errors import DataError
 from common.pipeline import batches
 from common.results import write_metrics
+from common.run import start
 from common.summary import print_summary
-from common.training import fit, prepare
+from common.training import fit
 
 CHAPTER = "ch2_dense_autoencoder"
 LATENT_DIM = 16
@@ -85,58 +86,61 @@ def other_images(data, n: int) -> tuple[np.ndarray, str]:
 def main(argv=None) -> int:
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
                          learning_rate=1e-3, learning_rate_help="Adam's step size")
-    args = parse(parser, argv)  # with --distribute, the run is now in the strategy's scope
+    args = parse(parser, argv)
     if args.summary:
         print_summary(build_dense_autoencoder())
         return 0
+    # seeds, devices (with --distribute the models below are made in the strategy's scope),
+    # the output folder, the images flattened to vectors
+    with start(args, images=IMAGES_TO_TRAIN, flatten=True) as run:
+        data = run.data
+        model = build_dense_autoencoder(data.x_train.shape[1])
+        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss="mse")
+        print_summary(model)
+        trained = fit(model, batches(data.x_train, batch_size=run.batch_size, seed=run.seed,
+                                     reconstruct=True),
+                      epochs=run.epochs, batch_size=run.batch_size, out=run.out,
+                      tag=model.name, nan_hint="try a lower --learning-rate")
+        recon = model.predict(data.x_test, verbose=0)
+        mse = float(np.mean(np.square(recon - data.x_test)))
+        print(f"{model.name}: test MSE {mse:.4f} per pixel")
+        foreign_name, foreign_mse = draw_figures(model, data, recon, trained.history, run)
+        save_model(model, run.out / "dense_autoencoder.keras")
+        write_metrics(run, models={model.name: {"test_mse": round(mse, 5),
+                                                f"mse_on_{foreign_name}": round(foreign_mse, 5),
+                                                "params": model.count_params(),
+                                                **trained.speed()}})
+    print(f"Figures, model and metrics.json are in {run.out}/")
+    return 0
 
-    run_info = prepare(args, images=IMAGES_TO_TRAIN, flatten=True)
-    data, epochs = run_info.data, run_info.epochs
-    batch_size = args.batch_size  # the global batch: per replica x replicas
-    # Under a strategy's scope the variables made here live on every replica.
-    model = build_dense_autoencoder(data.x_train.shape[1])
-    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss="mse")
-    print_summary(model)
-    run_ = fit(model, batches(data.x_train, batch_size=batch_size, seed=args.seed,
-                              reconstruct=True),
-               epochs=epochs, batch_size=batch_size, out=args.out, tag=model.name,
-               nan_hint="try a lower --learning-rate")
+
+def draw_figures(model, data, recon, history, run) -> tuple[str, float]:
+    """Reconstructions, unfamiliar inputs, the decoder fed made-up codes, the loss curve.
+    Returns which unfamiliar images were shown and their reconstruction MSE."""
+    out = run.out
     encoder, decoder = split(model)
-    recon = model.predict(data.x_test, verbose=0)
-    mse = float(np.mean(np.square(recon - data.x_test)))
-    print(f"{model.name}: test MSE {mse:.4f} per pixel")
-
     figures.image_grid(np.concatenate([data.x_test[:10], recon[:10]]),
-                       args.out / "reconstructions.png", ncols=10, row_labels=["input", "output"],
+                       out / "reconstructions.png", ncols=10, row_labels=["input", "output"],
                        suptitle=f"Test images through a {LATENT_DIM}-number bottleneck")
     foreign, foreign_name = other_images(data, 10)
-    foreign_mse = float(np.mean(np.square(model.predict(foreign, verbose=0) - foreign)))
-    figures.image_grid(np.concatenate([foreign, model.predict(foreign, verbose=0)]),
-                       args.out / "unfamiliar_inputs.png", ncols=10,
-                       row_labels=["input", "output"],
+    answers = model.predict(foreign, verbose=0)
+    figures.image_grid(np.concatenate([foreign, answers]), out / "unfamiliar_inputs.png",
+                       ncols=10, row_labels=["input", "output"],
                        suptitle=f"Trained on {data.name}, shown {foreign_name}: it answers with "
                                 "what it knows")
     codes = encoder.predict(data.x_test, verbose=0)
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(run.seed)
     matched = rng.multivariate_normal(codes.mean(axis=0), np.cov(codes, rowvar=False), 10)
     standard = rng.standard_normal((10, LATENT_DIM))
     decoded = decoder.predict(np.concatenate([np.maximum(matched, 0), standard])
                               .astype("float32"), verbose=0)
-    figures.image_grid(decoded, args.out / "decoder_from_codes.png", ncols=10,
+    figures.image_grid(decoded, out / "decoder_from_codes.png", ncols=10,
                        row_labels=["codes ~ fit\nto real", "codes ~\nN(0, I)"],
                        suptitle="The decoder alone, fed with made-up codes")
-    figures.curves({"train MSE": run_.history["loss"]}, args.out / "loss_curve.png",
+    figures.curves({"train MSE": history["loss"]}, out / "loss_curve.png",
                    title="Dense autoencoder training loss", ylabel="MSE per pixel")
-    save_model(model, args.out / "dense_autoencoder.keras")
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
-                  wall_seconds=run_info.elapsed(),
-                  models={model.name: {"test_mse": round(mse, 5),
-                                       f"mse_on_{foreign_name}": round(foreign_mse, 5),
-                                       "params": model.count_params(),
-                                       **run_.speed()}})
-    print(f"Figures, model and metrics.json are in {args.out}/")
-    return 0
+    return foreign_name, float(np.mean(np.square(answers - foreign)))
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(run_main(main))

@@ -44,16 +44,17 @@ from keras import layers, ops
 
 from common import figures
 from common.atomic import atomic_path, save_model
-from common.cli import make_parser, non_negative_float, parse, plural, run
+from common.cli import make_parser, non_negative_float, parse, plural, run_main
 from common.data import pad_images
 from common.distribute import draw
 from common.eval.classifier import FeatureClassifier, describe_fid
 from common.latent import latent_report, normal_grid, path_between, range_grid
 from common.pipeline import batches
 from common.results import write_metrics
+from common.run import start
 from common.summary import print_summary
-from common.training import cosine_adam, fit, prepare
-from common.vae.layers import kl_to_standard_normal
+from common.training import cosine_adam, fit
+from common.vae.elbo import kl_to_standard_normal
 
 CHAPTER = "ch2_vae"
 # Saved models name their custom objects "chapters.ch2_vae>..."; importing this module
@@ -217,71 +218,86 @@ def main(argv=None) -> int:
         print_summary(build_cnn_autoencoder(), parts=True)
         print_summary(build_vae(), parts=True)
         return 0
+    # seeds, precision, devices, the output folder, the data (NHWC, as the judge sees it)
+    with start(args, images=IMAGES_PER_MODEL) as run:
+        data = run.data
+        shape = (IMAGE_SIZE, IMAGE_SIZE, data.image_shape[-1])  # 1 or 3 channels
+        autoencoder, vae = build_cnn_autoencoder(shape), build_vae(shape, run.seed)
+        for model in (autoencoder, vae):
+            print_summary(model, parts=True)
+        runs = train_both(autoencoder, vae, run, args.learning_rate, args.kl_weight)
+        results, codes = measure(autoencoder, vae, runs, data, args.kl_weight)
+        print("\nscoring the VAE's samples z ~ N(0, I) with the judge")
+        judge = FeatureClassifier.for_dataset(data, run.out.parent)
+        prior = np.random.default_rng(run.seed + 100).standard_normal(
+            (200 if run.quick else 1000, LATENT_DIM)).astype("float32")
+        samples = vae.get_layer("vae_decoder").predict(prior, verbose=0)
+        results["vae"].update(judge.fid_report(data, as_data_images(samples, data.image_shape)))
+        print(f"VAE samples: {describe_fid(results['vae'])}")
+        for name, r in results.items():
+            print(f"{name}: test MSE {r['test_mse']:.4f} per pixel value (32x32), "
+                  f"{r['test_mse_28x28']:.4f} (28x28 centre); 99% of codes within "
+                  f"|z| < {r['abs_z_p99']:.2f}; {r['train_images_per_s']:,} images/s")
+        _figures(run.out, data, runs, codes, autoencoder, vae, shape)
+        save_everything(run.out, autoencoder, vae, codes, data.y_test)
+        write_metrics(run, models=results, judge=judge)
+    print(f"\nFigures, models, latents.npz and metrics.json are in {run.out}/ "
+          "(start with latent_scatter.png and vae_latent_grid.png)")
+    return 0
 
-    run_info = prepare(args, images=IMAGES_PER_MODEL)
-    data, epochs = run_info.data, run_info.epochs  # NHWC, as the judge sees them
-    x_train, x_test, y_test = model_input(data.x_train), model_input(data.x_test), data.y_test
-    shape = (IMAGE_SIZE, IMAGE_SIZE, data.image_shape[-1])  # 1 or 3 channels
-    autoencoder, vae = build_cnn_autoencoder(shape), build_vae(shape, args.seed)
-    for model in (autoencoder, vae):
-        print_summary(model, parts=True)
-    print(f"training each model for {plural(epochs, 'epoch')} of {len(x_train):,} images")
 
-    steps = epochs * (len(x_train) // args.batch_size)
-    autoencoder.compile(optimizer=cosine_adam(args.learning_rate, steps), loss="mse")
-    compile_vae(vae, args.kl_weight, cosine_adam(args.learning_rate, steps))
-    runs = {}
+def train_both(autoencoder, vae, run, learning_rate: float, kl_weight: float) -> dict:
+    """The same images, optimiser and epochs for both: MSE for the autoencoder, VaeLoss for
+    the VAE."""
+    x_train = model_input(run.data.x_train)
+    print(f"training each model for {plural(run.epochs, 'epoch')} of {len(x_train):,} images")
+    steps = run.epochs * (len(x_train) // run.batch_size)
+    autoencoder.compile(optimizer=cosine_adam(learning_rate, steps), loss="mse")
+    compile_vae(vae, kl_weight, cosine_adam(learning_rate, steps))
     hints = {autoencoder.name: "try a lower --learning-rate",
              vae.name: "try a lower --kl-weight or --learning-rate"}
+    runs = {}
     for model in (autoencoder, vae):
         print(f"\n== training {model.name} ==")
-        train = batches(x_train, batch_size=args.batch_size, seed=args.seed,
-                        reconstruct=True)
-        runs[model.name] = fit(model, train, epochs=epochs, batch_size=args.batch_size,
-                               out=args.out, tag=model.name, nan_hint=hints[model.name])
+        train = batches(x_train, batch_size=run.batch_size, seed=run.seed, reconstruct=True)
+        runs[model.name] = fit(model, train, epochs=run.epochs, batch_size=run.batch_size,
+                               out=run.out, tag=model.name, nan_hint=hints[model.name])
+    return runs
 
+
+def measure(autoencoder, vae, runs, data, kl_weight: float) -> tuple[dict, dict]:
+    """Test-set codes and reconstructions of both models (the VAE decodes its mean, its best
+    guess), and their numbers: reconstruction error, the codes' spread, the VAE's KL."""
+    x_test = model_input(data.x_test)
     ae_encoder, ae_decoder = autoencoder.get_layer("encoder"), autoencoder.get_layer("decoder")
     vae_encoder, vae_decoder = vae.get_layer("vae_encoder"), vae.get_layer("vae_decoder")
     z_ae = ae_encoder.predict(x_test, verbose=0)
     stats = vae_encoder.predict(x_test, verbose=0)
     z_vae, log_var = stats[:, :LATENT_DIM], stats[:, LATENT_DIM:]
-    recon_ae = ae_decoder.predict(z_ae, verbose=0)
-    recon_vae = vae_decoder.predict(z_vae, verbose=0)  # decode the mean: the VAE's best guess
+    codes = {"x_test": x_test, "z_ae": z_ae, "z_vae": z_vae, "log_var": log_var,
+             "recon_ae": ae_decoder.predict(z_ae, verbose=0),
+             "recon_vae": vae_decoder.predict(z_vae, verbose=0)}
+    kl = np.mean(ops.convert_to_numpy(kl_to_standard_normal(z_vae, log_var)))
     results = {
-        "cnn_autoencoder": {**_reconstruction_errors(x_test, recon_ae),
+        "cnn_autoencoder": {**_reconstruction_errors(x_test, codes["recon_ae"]),
                             **latent_report(z_ae), **runs["cnn_autoencoder"].speed(),
                             "params": autoencoder.count_params()},
-        "vae": {**_reconstruction_errors(x_test, recon_vae), **latent_report(z_vae),
-                "kl_nats_per_image": round(float(np.mean(ops.convert_to_numpy(
-                    kl_to_standard_normal(z_vae, log_var)))), 3),
-                "kl_weight": args.kl_weight, **runs["vae"].speed(),
-                "params": vae.count_params()},
+        "vae": {**_reconstruction_errors(x_test, codes["recon_vae"]), **latent_report(z_vae),
+                "kl_nats_per_image": round(float(kl), 3), "kl_weight": kl_weight,
+                **runs["vae"].speed(), "params": vae.count_params()},
     }
-    print("\nscoring the VAE's samples z ~ N(0, I) with the judge (trained once per dataset)")
-    judge = FeatureClassifier.for_dataset(data, args.out.parent)
-    prior = np.random.default_rng(args.seed + 100).standard_normal(
-        (200 if args.quick else 1000, LATENT_DIM)).astype("float32")
-    results["vae"].update(judge.fid_report(
-        data, as_data_images(vae_decoder.predict(prior, verbose=0), data.image_shape)))
-    print(f"VAE samples: {describe_fid(results['vae'])}")
-    for name, r in results.items():
-        print(f"{name}: test MSE {r['test_mse']:.4f} per pixel value (32x32), "
-              f"{r['test_mse_28x28']:.4f} (28x28 centre); 99% of codes within "
-              f"|z| < {r['abs_z_p99']:.2f}; {r['train_images_per_s']:,} images/s")
+    return results, codes
 
-    _figures(args.out, data, runs, x_test, y_test, z_ae, z_vae, recon_ae, recon_vae,
-             ae_decoder, vae_decoder, shape)
-    save_model(autoencoder, args.out / "cnn_autoencoder.keras")
-    save_model(vae, args.out / "vae.keras")
-    save_model(vae_decoder, args.out / "vae_decoder.keras")  # plain layers: loads anywhere
-    with atomic_path(args.out / "latents.npz") as tmp:
-        np.savez_compressed(tmp, z_autoencoder=z_ae, z_vae_mean=z_vae, z_vae_log_var=log_var,
-                            labels=y_test)
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
-                  wall_seconds=run_info.elapsed(), models=results, judge=judge)
-    print(f"\nFigures, models, latents.npz and metrics.json are in {args.out}/ "
-          "(start with latent_scatter.png and vae_latent_grid.png)")
-    return 0
+
+def save_everything(out: Path, autoencoder, vae, codes: dict, labels) -> None:
+    """Both models, the VAE's decoder alone (plain layers: other chapters load it) and the
+    test set's codes (latents.npz, which classical_gmm_em fits a mixture to)."""
+    save_model(autoencoder, out / "cnn_autoencoder.keras")
+    save_model(vae, out / "vae.keras")
+    save_model(vae.get_layer("vae_decoder"), out / "vae_decoder.keras")
+    with atomic_path(out / "latents.npz") as tmp:
+        np.savez_compressed(tmp, z_autoencoder=codes["z_ae"], z_vae_mean=codes["z_vae"],
+                            z_vae_log_var=codes["log_var"], labels=labels)
 
 
 def model_input(images: np.ndarray) -> np.ndarray:
@@ -307,8 +323,11 @@ def _reconstruction_errors(x, reconstruction) -> dict:
             "test_mse_28x28": round(float(err[:, 2:-2, 2:-2].mean()), 5)}
 
 
-def _figures(out, data, runs, x_test, y_test, z_ae, z_vae, recon_ae, recon_vae,
-             ae_decoder, vae_decoder, shape) -> None:
+def _figures(out, data, runs, codes, autoencoder, vae, shape) -> None:
+    x_test, y_test = codes["x_test"], data.y_test
+    z_ae, z_vae = codes["z_ae"], codes["z_vae"]
+    recon_ae, recon_vae = codes["recon_ae"], codes["recon_vae"]
+    ae_decoder, vae_decoder = autoencoder.get_layer("decoder"), vae.get_layer("vae_decoder")
     names = data.class_names
     figures.scatter_panels([("CNN autoencoder: codes spread widely", z_ae),
                             ("VAE: means packed near N(0, I)", z_vae)], y_test, names,
@@ -351,4 +370,4 @@ def _decode_grid(decoder, grid: np.ndarray, shape) -> np.ndarray:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(run_main(main))

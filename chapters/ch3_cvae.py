@@ -57,13 +57,14 @@ from common.cli import (
     non_negative_int,
     parse,
     positive_int,
-    run,
+    run_main,
 )
 from common.eval.classifier import FeatureClassifier, describe_scores
 from common.pipeline import labelled_inputs
 from common.results import write_metrics
+from common.run import start
 from common.summary import print_summary
-from common.training import cosine_adam, fit, prepare
+from common.training import cosine_adam, fit
 from common.vae.class_prior import ClassPrior
 from common.vae.elbo import ElboMonitor, elbo_report
 
@@ -122,73 +123,94 @@ def main(argv=None) -> int:
         print_summary(build_cvae(latent_dim=args.latent_dim, family=args.family), parts=True)
         return 0
 
-    run_info = prepare(args, images=IMAGES, image_shape=(28, 28, 1))
-    data, epochs = run_info.data, run_info.epochs
-    k = data.num_classes
-    check_class_index(parser, "--show-class", args.show_class, k)
-    cvae = build_cvae(k, args.latent_dim, args.family, args.seed, args.beta)
-    print_summary(cvae, parts=True)
-    steps = epochs * (len(data.x_train) // args.batch_size)
-    cvae.compile(optimizer=cosine_adam(args.learning_rate, steps))
-    test_labels = one_hot(data.y_test, k)
-    monitor = ElboMonitor(data.x_test[:2000], test_labels[:2000])
-    train = labelled_inputs(data.x_train, data.y_train, k, batch_size=args.batch_size,
-                            seed=args.seed)
-    run_ = fit(cvae, train, epochs=epochs, batch_size=args.batch_size, out=args.out,
-               tag=cvae.name, callbacks=[monitor], nan_hint="try a lower --learning-rate")
-    encoder, decoder = cvae.get_layer("encoder"), cvae.get_layer("decoder")
-    report = elbo_report(encoder, decoder, data.x_test, test_labels, seed=args.seed)
-
-    print("\nscoring samples with the feature classifier (trained once per dataset, cached)")
-    judge = FeatureClassifier.for_dataset(data, args.out.parent)
-    rng = np.random.default_rng(args.seed)
-    asked = np.repeat(np.arange(k), SAMPLES_PER_CLASS)
-    normal = judge.score_conditional(draw(decoder, asked, k, normal_codes(rng, len(asked),
-                                                                            args.latent_dim)),
-                                     asked, data, BARS.get(data.name))
-    scores, prior, sweep = normal, None, {}
-    if args.prior == "fitted":
-        print(f"fitting p(z | y): {PRIOR_COMPONENTS} Gaussians per class, by EM, to the "
-              "posterior means of the training images")
-        codes, _ = encoder.predict([data.x_train, one_hot(data.y_train, k)], batch_size=500,
-                                   verbose=0)
-        prior = ClassPrior.fit(codes, data.y_train, k, components=PRIOR_COMPONENTS,
-                               seed=args.seed)
-        prior.save(args.out / "class_prior.npz")
-        sweep = {}
-        for tau in sorted({*TEMPERATURES, args.temperature}, reverse=True):
-            sweep[tau] = judge.score_conditional(
-                draw(decoder, asked, k, prior.sample(asked, rng, tau)), asked, data,
-                BARS.get(data.name))
-            print(f"  temperature {tau:g}: {describe_scores(sweep[tau])}")
-        scores = sweep[args.temperature]
-    ceiling = reconstruction_accuracy(judge, decoder, report.means, data.y_test, k)
-    print(f"test -ELBO {report.nelbo:.2f} nats per image; z ~ N(0, I): "
-          f"{describe_scores(normal)}")
-    if prior is not None:
-        print(f"z ~ the fitted p(z | y) at temperature {args.temperature:g}: "
-              f"{describe_scores(scores)}")
-    print(f"the classifier scores {judge.test_accuracy:.3f} on the test set and "
-          f"{ceiling['reconstruction_accuracy']:.3f} on this model's reconstructions of it "
-          "(what samples at temperature 1 reach)")
-
-    _figures(args, data, decoder, encoder, run_, rng, k, prior)
-    save_model(cvae, args.out / "cvae.keras")
-    result = {**report.summary(), **scores, **ceiling, "prior": args.prior,
-              "normal_prior_conditional_accuracy": normal["conditional_accuracy"],
-              "normal_prior_classifier_fid": normal["classifier_fid"],
-              **({} if prior is None else {"temperature": args.temperature, "by_temperature": {
-                  f"{tau:g}": {key: s[key] for key in ("conditional_accuracy", "classifier_fid")}
-                  for tau, s in sweep.items()}}),
-              "samples_scored": len(asked),
-              "params": cvae.count_params(), **run_.speed()}
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
-                  epochs=epochs, wall_seconds=run_info.elapsed(), models={cvae.name: result},
-                  judge=judge,
-                  extra={"latent_dim": args.latent_dim, "beta": args.beta})
-    print(f"\nFigures, the model and metrics.json are in {args.out}/ "
+    with start(args, images=IMAGES, image_shape=(28, 28, 1)) as run:
+        data, k = run.data, run.data.num_classes
+        check_class_index(parser, "--show-class", args.show_class, k)
+        cvae = build_cvae(k, args.latent_dim, args.family, run.seed, args.beta)
+        print_summary(cvae, parts=True)
+        trained, report = train(cvae, run, args.learning_rate)
+        encoder, decoder = cvae.get_layer("encoder"), cvae.get_layer("decoder")
+        print("\nscoring samples with the judge")
+        judge = FeatureClassifier.for_dataset(data, run.out.parent)
+        rng = np.random.default_rng(run.seed)
+        asked = np.repeat(np.arange(k), SAMPLES_PER_CLASS)
+        bar = BARS.get(data.name)
+        normal = judge.score_conditional(
+            draw(decoder, asked, k, normal_codes(rng, len(asked), args.latent_dim)), asked,
+            data, bar)
+        scores, prior, sweep = normal, None, {}
+        if args.prior == "fitted":
+            prior = fit_class_prior(encoder, data, run.seed, run.out)
+            sweep = temperature_sweep(judge, decoder, prior, asked, data, rng, args.temperature,
+                                      bar)
+            scores = sweep[args.temperature]
+        ceiling = reconstruction_accuracy(judge, decoder, report.means, data.y_test, k)
+        print(f"test -ELBO {report.nelbo:.2f} nats per image; z ~ N(0, I): "
+              f"{describe_scores(normal)}")
+        if prior is not None:
+            print(f"z ~ the fitted p(z | y) at temperature {args.temperature:g}: "
+                  f"{describe_scores(scores)}")
+        print(f"the judge scores {judge.test_accuracy:.3f} on the test set and "
+              f"{ceiling['reconstruction_accuracy']:.3f} on this model's reconstructions of it "
+              "(what samples at temperature 1 reach)")
+        _figures(run.out, data, decoder, encoder, trained, rng, prior, args.temperature,
+                 args.show_class, args.latent_dim)
+        save_model(cvae, run.out / "cvae.keras")
+        result = {**report.summary(), **scores, **ceiling, "prior": args.prior,
+                  "normal_prior_conditional_accuracy": normal["conditional_accuracy"],
+                  "normal_prior_classifier_fid": normal["classifier_fid"],
+                  **({} if prior is None else {"temperature": args.temperature,
+                                               "by_temperature": {
+                      f"{tau:g}": {key: s[key] for key in ("conditional_accuracy",
+                                                           "classifier_fid")}
+                      for tau, s in sweep.items()}}),
+                  "samples_scored": len(asked), "params": cvae.count_params(),
+                  **trained.speed()}
+        write_metrics(run, models={cvae.name: result}, judge=judge,
+                      extra={"latent_dim": args.latent_dim, "beta": args.beta})
+    print(f"\nFigures, the model and metrics.json are in {run.out}/ "
           "(start with same_z_every_class.png)")
     return 0
+
+
+def train(cvae, run, learning_rate: float):
+    """Fit on (image, label) pairs with the held-out -ELBO logged per epoch; returns the
+    training record and the test set's ELBO report."""
+    data, k = run.data, run.data.num_classes
+    steps = run.epochs * (len(data.x_train) // run.batch_size)
+    cvae.compile(optimizer=cosine_adam(learning_rate, steps))
+    test_labels = one_hot(data.y_test, k)
+    monitor = ElboMonitor(data.x_test[:2000], test_labels[:2000])
+    train_set = labelled_inputs(data.x_train, data.y_train, k, batch_size=run.batch_size,
+                                seed=run.seed)
+    trained = fit(cvae, train_set, epochs=run.epochs, batch_size=run.batch_size, out=run.out,
+                  tag=cvae.name, callbacks=[monitor], nan_hint="try a lower --learning-rate")
+    report = elbo_report(cvae.get_layer("encoder"), cvae.get_layer("decoder"), data.x_test,
+                         test_labels, seed=run.seed)
+    return trained, report
+
+
+def fit_class_prior(encoder, data, seed: int, out: Path) -> ClassPrior:
+    """p(z | y): a mixture of Gaussians per class, fitted by EM to the training codes."""
+    print(f"fitting p(z | y): {PRIOR_COMPONENTS} Gaussians per class, by EM, to the "
+          "posterior means of the training images")
+    k = data.num_classes
+    codes, _ = encoder.predict([data.x_train, one_hot(data.y_train, k)], batch_size=500,
+                               verbose=0)
+    prior = ClassPrior.fit(codes, data.y_train, k, components=PRIOR_COMPONENTS, seed=seed)
+    prior.save(out / "class_prior.npz")
+    return prior
+
+
+def temperature_sweep(judge, decoder, prior, asked, data, rng, chosen: float, bar) -> dict:
+    """The judge's scores of samples from the fitted prior at each temperature."""
+    sweep = {}
+    for tau in sorted({*TEMPERATURES, chosen}, reverse=True):
+        sweep[tau] = judge.score_conditional(
+            draw(decoder, asked, data.num_classes, prior.sample(asked, rng, tau)), asked,
+            data, bar)
+        print(f"  temperature {tau:g}: {describe_scores(sweep[tau])}")
+    return sweep
 
 
 def reconstruction_accuracy(judge, decoder, means, labels, k: int) -> dict:
@@ -208,11 +230,11 @@ def normal_codes(rng, n: int, latent_dim: int) -> np.ndarray:
     return rng.standard_normal((n, latent_dim)).astype("float32")
 
 
-def _figures(args, data, decoder, encoder, run_, rng, k, prior) -> None:
-    names, out, d = data.class_names, args.out, args.latent_dim
+def _figures(out, data, decoder, encoder, trained, rng, prior, tau: float, show: int,
+             d: int) -> None:
+    names, k = data.class_names, data.num_classes
     # Style codes: from N(0, I), or from the fitted prior of random classes (codes the decoder
     # has seen), then decoded with every label.
-    tau = args.temperature
     z = normal_codes(rng, 10, d) if prior is None else prior.sample(rng.integers(k, size=10),
                                                                     rng, tau)
     source = "z ~ N(0, I)" if prior is None else f"z from the fitted prior, tau {tau:g}"
@@ -220,11 +242,11 @@ def _figures(args, data, decoder, encoder, run_, rng, k, prior) -> None:
     figures.image_grid(grid, out / "same_z_every_class.png", ncols=len(z), row_labels=names,
                        suptitle=f"One row per class, one column per z ({source}): the style "
                                 "stays, the class changes")
-    asked = np.full(40, args.show_class)
+    asked = np.full(40, show)
     many = normal_codes(rng, 40, d) if prior is None else prior.sample(asked, rng, tau)
     where = "N(0, I)" if prior is None else f"its fitted prior, tau {tau:g}"
     figures.image_grid(draw(decoder, asked, k, many), out / "one_class_many_z.png", ncols=10,
-                       suptitle=f"Class '{names[args.show_class]}' drawn with 40 different z "
+                       suptitle=f"Class '{names[show]}' drawn with 40 different z "
                                 f"({where})")
     picks = np.concatenate([np.flatnonzero(data.y_test == c)[:1] for c in range(k)])
     mean, _ = encoder.predict([data.x_test[picks], one_hot(data.y_test[picks], k)], verbose=0)
@@ -235,11 +257,11 @@ def _figures(args, data, decoder, encoder, run_, rng, k, prior) -> None:
                        titles=["input", *names] + [""] * (len(rows) - k - 1),
                        suptitle="Each test image encoded with its own label, decoded with "
                                 "every label")
-    figures.curves({"held-out -ELBO": run_.history["val_nelbo"],
-                    "held-out reconstruction": run_.history["val_reconstruction"]},
+    figures.curves({"held-out -ELBO": trained.history["val_nelbo"],
+                    "held-out reconstruction": trained.history["val_reconstruction"]},
                    out / "nelbo_curve.png", title="Conditional VAE: held-out nats per image",
                    ylabel="nats per image")
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(run_main(main))

@@ -6,7 +6,7 @@ stacks latents (Tomczak 2022, "Deep Generative Modeling", sec. 4.5): the generat
     p(x, z1, z2) = p(x | z1) p(z1 | z2) p(z2),   p(z2) = N(0, I),
 
 so the prior of z1 is itself learned, and inference runs bottom-up, q(z1 | x) q(z2 | z1). The
-negative ELBO gains a second KL term (common.vae.layers.HierarchicalVaeLossLayer):
+negative ELBO gains a second KL term (`HierarchicalVaeLossLayer` below):
 
     -ELBO = -log p(x | z1) + [log q(z1 | x) - log p(z1 | z2)] + KL(q(z2 | z1) || N(0, I)).
 
@@ -34,26 +34,36 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from chapters.ch3_vae import IMAGE_SHAPE, assemble_vae, dense_decoder, dense_encoder
+from chapters.ch3_vae import (
+    IMAGE_SHAPE,
+    Sampling,
+    VaeLossLayer,
+    assemble_vae,
+    dense_decoder,
+    dense_encoder,
+)
 from common import figures
 from common.atomic import save_model
-from common.cli import make_parser, non_negative_int, parse, run
+from common.cli import make_parser, non_negative_int, parse, run_main
 from common.eval.classifier import FeatureClassifier, describe_fid
 from common.pipeline import batches
 from common.results import write_metrics
+from common.run import seed_everything, start
 from common.summary import print_summary
-from common.training import cosine_adam, fit, prepare, seed_everything
-from common.vae.elbo import ACTIVE_THRESHOLD, ElboMonitor, elbo_report
-from common.vae.layers import (
-    HierarchicalVaeLossLayer,
-    KLAnnealing,
-    Sampling,
+from common.training import cosine_adam, fit
+from common.vae.annealing import KLAnnealing
+from common.vae.elbo import (
+    ACTIVE_THRESHOLD,
+    ElboMonitor,
     bernoulli_nll,
+    elbo_report,
     gaussian_log_density,
     kl_to_standard_normal,
+    sample_log_density,
 )
 
 CHAPTER = "ch3_hierarchical_vae"
+PACKAGE = "chapters.ch3_hierarchical_vae"  # saved models name their loss layer by it
 Z1, Z2, HIDDEN, TOP_HIDDEN = 16, 8, 512, 256
 IMAGES_PER_MODEL = 1_200_000  # default budget: 20 epochs of 60,000 images (dense models)
 
@@ -66,6 +76,36 @@ def dense_gaussian(in_dim: int, latent_dim: int, *, hidden: int = 256,
     h = layers.Dense(hidden, activation="relu", name="hidden")(inputs)
     return keras.Model(inputs, [layers.Dense(latent_dim, name="mean")(h),
                                 layers.Dense(latent_dim, name="log_var")(h)], name=name)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class HierarchicalVaeLossLayer(VaeLossLayer):
+    """The negative ELBO of a two-level VAE  x <- z1 <- z2  with bottom-up inference
+    q(z1 | x) q(z2 | z1) (Tomczak 2022, "Deep Generative Modeling", sec. 4.5):
+
+        -ELBO = -log p(x | z1)                              reconstruction
+                + log q(z1 | x) - log p(z1 | z2)             KL of the first level
+                + KL(q(z2 | z1) || N(0, I))                  KL of the second level
+
+    z1 and z2 are the sampled values. The first KL is a one-sample Monte Carlo estimate: z2 is
+    drawn given z1, so KL(q(z1 | x) || p(z1 | z2)) in closed form would not be the ELBO's term.
+    log q(z1 | x) is computed from the noise that drew z1 (`sample_log_density`), which stays
+    finite however small the posterior variance gets. The second KL is exact given z1. Both
+    KL terms are weighted by `beta` (for annealing), the weight it shares with chapter 3's
+    VaeLossLayer.
+
+    Inputs: [x, probabilities, z1, noise1, q1_log_var, p1_mean, p1_log_var, q2_mean,
+    q2_log_var], where z1 = q1_mean + exp(q1_log_var / 2) * noise1; output: the
+    probabilities, unchanged.
+    """
+
+    def call(self, inputs):
+        x, probabilities, z1, noise1, q1_log_var, p1_mean, p1_log_var, q2_mean, q2_log_var = inputs
+        kl1 = (sample_log_density(noise1, q1_log_var)
+               - gaussian_log_density(z1, p1_mean, p1_log_var))
+        kl2 = kl_to_standard_normal(q2_mean, q2_log_var)
+        self.add_loss(ops.mean(bernoulli_nll(x, probabilities) + self.beta * (kl1 + kl2)))
+        return probabilities
 
 
 def build_one_level(seed: int | None = None) -> keras.Model:
@@ -161,32 +201,62 @@ def main(argv=None) -> int:
         print_summary(build_two_level())
         return 0
 
-    run_info = prepare(args, images=IMAGES_PER_MODEL, image_shape=(28, 28, 1))
-    data, epochs = run_info.data, run_info.epochs
-    models = {"one_level": build_one_level(args.seed), "two_level": build_two_level(args.seed)}
-    for model in models.values():
-        print_summary(model)
-    steps = epochs * (len(data.x_train) // args.batch_size)
+    with start(args, images=IMAGES_PER_MODEL, image_shape=(28, 28, 1)) as run:
+        data = run.data
+        models = {"one_level": build_one_level(run.seed),
+                  "two_level": build_two_level(run.seed)}
+        for model in models.values():
+            print_summary(model)
+        runs, reports = train_both(models, run, args.learning_rate, args.kl_anneal)
+        results = compare(models, runs, reports)
+        judge = FeatureClassifier.for_dataset(data, run.out.parent)
+        for name, drawn in new_images(models, 200 if run.quick else 1000, run.seed).items():
+            results[name].update(judge.fid_report(data, drawn))
+            print(f"{name} samples: {describe_fid(results[name])}")
+        _figures(run.out, data, models, runs, reports, run.seed)
+        for name, model in models.items():
+            save_model(model, run.out / f"{name}.keras")
+        gap = reports["two_level"].nelbo - reports["one_level"].nelbo
+        write_metrics(run, judge=judge, models=results,
+                      extra={"kl_anneal_epochs": args.kl_anneal,
+                             "two_minus_one_nelbo_nats": round(gap, 2)})
+    print(f"\nFigures, models and metrics.json are in {run.out}/ (start with samples.png)")
+    return 0
+
+
+def score_one_level(model, x, _condition=None, seed: int = 0):
+    return elbo_report(model.get_layer("encoder"), model.get_layer("decoder"), x, seed=seed)
+
+
+SCORERS = {"one_level": score_one_level, "two_level": score_two_level}
+
+
+def train_both(models: dict, run, learning_rate: float, kl_anneal: int):
+    """Both models with the same optimiser, warm-up and shuffling, the held-out -ELBO logged
+    per epoch; returns their training records and test-set reports."""
+    data = run.data
+    steps = run.epochs * (len(data.x_train) // run.batch_size)
     monitored = data.x_test[:2000]
-    scorers = {"one_level": lambda m, x, c, s: elbo_report(m.get_layer("encoder"),
-                                                           m.get_layer("decoder"), x, seed=s),
-               "two_level": score_two_level}
     runs, reports = {}, {}
     for name, model in models.items():
-        seed_everything(args.seed)
-        model.compile(optimizer=cosine_adam(args.learning_rate, steps))
-        if args.kl_anneal:  # start at beta = 0; the callback raises it from the first epoch
+        seed_everything(run.seed)
+        model.compile(optimizer=cosine_adam(learning_rate, steps))
+        if kl_anneal:  # start at beta = 0; the callback raises it from the first epoch
             model.get_layer("vae_loss").beta.assign(0.0)
-        callbacks = [ElboMonitor(monitored, score=scorers[name])]
-        if args.kl_anneal:
-            callbacks.append(KLAnnealing("vae_loss", 1.0, args.kl_anneal))
+        callbacks = [ElboMonitor(monitored, score=SCORERS[name])]
+        if kl_anneal:
+            callbacks.append(KLAnnealing("vae_loss", 1.0, kl_anneal))
         print(f"\n== {name} ({model.count_params():,} parameters) ==")
-        runs[name] = fit(model, batches(data.x_train, batch_size=args.batch_size,
-                                        seed=args.seed),
-                         epochs=epochs, batch_size=args.batch_size, out=args.out,
+        runs[name] = fit(model, batches(data.x_train, batch_size=run.batch_size,
+                                        seed=run.seed),
+                         epochs=run.epochs, batch_size=run.batch_size, out=run.out,
                          tag=name, callbacks=callbacks, nan_hint="try a lower --learning-rate")
-        reports[name] = scorers[name](model, data.x_test, None, args.seed)
+        reports[name] = SCORERS[name](model, data.x_test, None, run.seed)
+    return runs, reports
 
+
+def compare(models, runs, reports) -> dict:
+    """Both models' test -ELBO, its parts and active units, printed side by side."""
     one, two = reports["one_level"], reports["two_level"]
     results = {
         "one_level": {**one.summary(), "params": models["one_level"].count_params(),
@@ -202,20 +272,7 @@ def main(argv=None) -> int:
           f"{results['two_level']['active_units_z1']}/{Z1}, z2 "
           f"{results['two_level']['active_units_z2']}/{Z2})")
     print(f"difference (two - one): {two.nelbo - one.nelbo:+.2f} nats per image")
-    judge = FeatureClassifier.for_dataset(data, args.out.parent)
-    for name, drawn in new_images(models, 200 if args.quick else 1000, args.seed).items():
-        results[name].update(judge.fid_report(data, drawn))
-        print(f"{name} samples: {describe_fid(results[name])}")
-
-    _figures(args.out, data, models, runs, reports, args.seed)
-    for name, model in models.items():
-        save_model(model, args.out / f"{name}.keras")
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, judge=judge,
-                  epochs=epochs, wall_seconds=run_info.elapsed(), models=results,
-                  extra={"kl_anneal_epochs": args.kl_anneal,
-                         "two_minus_one_nelbo_nats": round(two.nelbo - one.nelbo, 2)})
-    print(f"\nFigures, models and metrics.json are in {args.out}/ (start with samples.png)")
-    return 0
+    return results
 
 
 def new_images(models, count: int, seed: int) -> dict[str, np.ndarray]:
@@ -260,4 +317,4 @@ def _figures(out, data, models, runs, reports, seed) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(run_main(main))

@@ -44,7 +44,7 @@ import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up
 
 import keras
 import numpy as np
-from keras import layers
+from keras import layers, ops
 
 from common import figures
 from common.atomic import save_model
@@ -55,19 +55,22 @@ from common.cli import (
     parse,
     plural,
     positive_int,
-    run,
+    run_main,
 )
 from common.data import check_square_side
+from common.distribute import draw
 from common.eval.classifier import FeatureClassifier, describe_fid
 from common.latent import traversal_codes
 from common.pipeline import batches
 from common.results import write_metrics
+from common.run import seed_everything, start
 from common.summary import print_summary
-from common.training import cosine_adam, fit, prepare, seed_everything
-from common.vae.elbo import ElboMonitor, elbo_report
-from common.vae.layers import KLAnnealing, Sampling, VaeLossLayer
+from common.training import cosine_adam, fit
+from common.vae.annealing import KLAnnealing
+from common.vae.elbo import ElboMonitor, bernoulli_nll, elbo_report, kl_to_standard_normal
 
 CHAPTER = "ch3_vae"
+PACKAGE = "chapters.ch3_vae"  # saved models name their layers "chapters.ch3_vae>..."
 IMAGES_PER_MODEL = 300_000  # default budget: 5 epochs of 60,000 images per model
 MONITORED_TEST_IMAGES = 2_000  # held-out images scored after every epoch
 REFERENCE_HIDDEN = 16  # the keras.io example's Dense layer before the latent heads
@@ -172,6 +175,69 @@ def conv_decoder(latent_dim: int, *, condition_dim: int = 0,
 
 
 # ---------------------------------------------------------------------------------------------
+# The two layers that make an autoencoder variational.
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Sampling(layers.Layer):
+    """z = mean + exp(log_var / 2) * eps, eps ~ N(0, I): the reparameterisation trick.
+
+    Sampling z directly from N(mean, exp(log_var)) would block the gradient; drawn this way
+    the randomness sits in eps, and z is a differentiable function of mean and log_var, so
+    the encoder learns through it. eps comes from `keras.random.normal` with the layer's own
+    `SeedGenerator`: a seeded model draws the same sequence every run, each call afresh.
+    With `return_noise=True` the layer returns [z, eps], for a loss that needs the sample's
+    density (common.vae.elbo.sample_log_density).
+    """
+
+    def __init__(self, seed: int | None = None, return_noise: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.seed, self.return_noise = seed, return_noise
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs):
+        mean, log_var = inputs
+        # this replica's rows under --distribute; the policy's compute dtype under --precision
+        eps = draw(keras.random.normal, ops.shape(mean), dtype=mean.dtype,
+                   seed=self.seed_generator)
+        z = mean + ops.exp(0.5 * log_var) * eps
+        return [z, eps] if self.return_noise else z
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed, "return_noise": self.return_noise}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class VaeLossLayer(layers.Layer):
+    """The loss, added by a layer: mean over the batch of
+
+        -log p(x | z) + beta * KL(q(z | x) || N(0, I))
+          = sum over pixels of BCE(x, probabilities)
+            - beta / 2 * sum_j (1 + log_var_j - mean_j^2 - exp(log_var_j))
+
+    registered with `self.add_loss` (Keras 3 has no symbolic `model.add_loss`, but a layer
+    calling it inside `call` works). Inputs: [x, decoded probabilities, mean, log_var];
+    output: the probabilities, unchanged. `beta` is a non-trainable weight, so a callback can
+    change it between steps (KL annealing) and the compiled training step sees the new value.
+    """
+
+    def __init__(self, beta: float = 1.0, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # the loss in float32 under --precision
+        super().__init__(**kwargs)
+        self.beta = self.add_weight(shape=(), initializer=keras.initializers.Constant(beta),
+                                    trainable=False, name="beta")
+
+    def call(self, inputs):
+        x, probabilities, mean, log_var = inputs
+        reconstruction = bernoulli_nll(x, probabilities)
+        kl = kl_to_standard_normal(mean, log_var)
+        self.add_loss(ops.mean(reconstruction + self.beta * kl))
+        return probabilities
+
+    def get_config(self):
+        return {**super().get_config(), "beta": float(ops.convert_to_numpy(self.beta))}
+
+
+# ---------------------------------------------------------------------------------------------
 # The whole VAE, and the models this chapter compares.
 
 def assemble_vae(encoder: keras.Model, decoder: keras.Model, *, beta: float = 1.0,
@@ -262,22 +328,44 @@ def main(argv=None) -> int:
     if args.summary:
         print_summaries({s.name: build(s, args.latent_dim) for s in chosen})
         return 0
+    with start(args, images=IMAGES_PER_MODEL) as run:
+        data = run.data
+        check_square_side(data, multiple=4)  # the conv models halve the image twice
+        models = {s.name: build(s, args.latent_dim, seed=run.seed, image_shape=data.image_shape)
+                  for s in chosen}
+        print_summaries(models)
+        runs, reports = train_all(models, chosen, run, args.learning_rate)
+        results = compare(models, chosen, runs, reports, data)
+        judge = FeatureClassifier.for_dataset(data, run.out.parent)
+        score_samples(models, results, judge, data, args.latent_dim,
+                      count=200 if run.quick else 1000, seed=run.seed + 100)
+        gap = (results["conv"]["test_nelbo_nats"]
+               - results["keras_io_reference"]["test_nelbo_nats"])
+        print(f"conv vs the keras.io reference: {gap:+.2f} nats per image "
+              f"({'meets' if gap <= 0 else 'misses'} the bar: at least as good)")
+        _figures(run.out, data, chosen, models, reports, runs, args.latent_dim)
+        for name, model in models.items():
+            save_model(model, run.out / f"{name}.keras")
+        write_metrics(run, models=results, judge=judge, extra={
+            "latent_dim": args.latent_dim, "learning_rate": args.learning_rate,
+            "conv_minus_reference_nelbo_nats": round(gap, 2)})
+    print(f"\nFigures, models and metrics.json are in {run.out}/ "
+          "(start with traversals_conv.png and kl_per_dimension.png)")
+    return 0
 
-    run_info = prepare(args, images=IMAGES_PER_MODEL)
-    data, epochs = run_info.data, run_info.epochs
-    check_square_side(data, multiple=4)  # the conv models halve the image twice
-    models = {s.name: build(s, args.latent_dim, seed=args.seed, image_shape=data.image_shape)
-              for s in chosen}
-    print_summaries(models)
-    print(f"training {len(models)} models for {plural(epochs, 'epoch')} each")
-    steps = epochs * (len(data.x_train) // args.batch_size)
+
+def train_all(models: dict, chosen: list[Spec], run, learning_rate: float):
+    """Each model in turn, from the same shuffling order, with the held-out ELBO logged per
+    epoch; returns their training records and test-set ELBO reports."""
+    data = run.data
+    print(f"training {len(models)} models for {plural(run.epochs, 'epoch')} each")
+    steps = run.epochs * (len(data.x_train) // run.batch_size)
     monitored = data.x_test[:MONITORED_TEST_IMAGES]
-
     runs, reports = {}, {}
     for spec in chosen:
         model = models[spec.name]
-        seed_everything(args.seed)  # every model starts from the same shuffling order
-        model.compile(optimizer=cosine_adam(args.learning_rate, steps))
+        seed_everything(run.seed)  # every model starts from the same shuffling order
+        model.compile(optimizer=cosine_adam(learning_rate, steps))
         callbacks = [ElboMonitor(monitored)]
         if spec.anneal_epochs:
             callbacks.append(KLAnnealing("vae_loss", target=spec.beta,
@@ -285,14 +373,18 @@ def main(argv=None) -> int:
         print(f"\n== {spec.name} (beta {spec.beta:g}"
               f"{f', annealed over {spec.anneal_epochs} epochs' if spec.anneal_epochs else ''}"
               f", {model.count_params():,} parameters) ==")
-        train = batches(data.x_train, batch_size=args.batch_size, seed=args.seed)
-        runs[spec.name] = fit(model, train, epochs=epochs, batch_size=args.batch_size,
-                              out=args.out, tag=spec.name, callbacks=callbacks,
+        train = batches(data.x_train, batch_size=run.batch_size, seed=run.seed)
+        runs[spec.name] = fit(model, train, epochs=run.epochs, batch_size=run.batch_size,
+                              out=run.out, tag=spec.name, callbacks=callbacks,
                               nan_hint="try a lower --learning-rate or --beta")
         reports[spec.name] = elbo_report(model.get_layer("encoder"),
                                          model.get_layer("decoder"), data.x_test,
-                                         seed=args.seed)
+                                         seed=run.seed)
+    return runs, reports
 
+
+def compare(models, chosen, runs, reports, data) -> dict:
+    """The table of the models: -ELBO and its parts (beta = 1), active units, dead ReLUs."""
     results = {}
     print(f"\n{'model':<22}{'params':>10}{'-ELBO':>9}{'recon':>9}{'KL':>7}{'active':>8}"
           f"{'dead ReLU':>11}{'img/s':>8}   (test set, nats per image, beta = 1)")
@@ -308,28 +400,16 @@ def main(argv=None) -> int:
               f"{r['active_units']:>5}/{r['latent_dim']:<2}"
               f"{r['dead_hidden_units']:>7}/{r['hidden_units']:<3}"
               f"{r['train_images_per_s']:>8,}")
-    judge = FeatureClassifier.for_dataset(data, args.out.parent)
-    prior = np.random.default_rng(args.seed + 100).standard_normal(
-        (200 if args.quick else 1000, args.latent_dim)).astype("float32")
-    for spec in chosen:  # new images: z ~ N(0, I) through each decoder
-        drawn = models[spec.name].get_layer("decoder").predict(prior, verbose=0)
-        results[spec.name].update(judge.fid_report(data, drawn))
-        print(f"{spec.name} samples: {describe_fid(results[spec.name])}")
-    gap = results["conv"]["test_nelbo_nats"] - results["keras_io_reference"]["test_nelbo_nats"]
-    verdict = "meets" if gap <= 0 else "misses"
-    print(f"conv vs the keras.io reference: {gap:+.2f} nats per image ({verdict} the bar: "
-          "at least as good)")
+    return results
 
-    _figures(args.out, data, chosen, models, reports, runs, args.latent_dim)
+
+def score_samples(models, results, judge, data, latent_dim: int, count: int, seed: int):
+    """New images, z ~ N(0, I) through each decoder, scored by the judge (into `results`)."""
+    prior = np.random.default_rng(seed).standard_normal((count, latent_dim)).astype("float32")
     for name, model in models.items():
-        save_model(model, args.out / f"{name}.keras")
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
-                  wall_seconds=run_info.elapsed(), models=results, judge=judge,
-                  extra={"latent_dim": args.latent_dim, "learning_rate": args.learning_rate,
-                         "conv_minus_reference_nelbo_nats": round(gap, 2)})
-    print(f"\nFigures, models and metrics.json are in {args.out}/ "
-          "(start with traversals_conv.png and kl_per_dimension.png)")
-    return 0
+        drawn = model.get_layer("decoder").predict(prior, verbose=0)
+        results[name].update(judge.fid_report(data, drawn))
+        print(f"{name} samples: {describe_fid(results[name])}")
 
 
 def _figures(out, data, chosen, models, reports, runs, latent_dim) -> None:
@@ -382,4 +462,4 @@ def _figures(out, data, chosen, models, reports, runs, latent_dim) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(run_main(main))

@@ -22,8 +22,6 @@ Run:  python chapters/ch3_vqvae.py [--dataset fashion_mnist] [--codes 64]
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -38,12 +36,13 @@ from keras import layers, ops
 
 from common import figures
 from common.atomic import save_model
-from common.cli import epochs_for, make_parser, parse, plural, positive_int, run
+from common.cli import make_parser, parse, plural, positive_int, run_main
 from common.eval.classifier import FeatureClassifier, describe_fid
 from common.pipeline import batches, one_hot_sequences
-from common.results import write_metrics
+from common.results import find_run, write_metrics
+from common.run import epochs_for, start
 from common.summary import print_summary
-from common.training import cosine_adam, fit, prepare
+from common.training import cosine_adam, fit
 from common.vq.masked_conv import MaskedConv2D, sample
 from common.vq.quantizer import CodebookRestart, VectorQuantizer, usage
 
@@ -147,101 +146,115 @@ def main(argv=None) -> int:
         print_summary(prior)
         return 0
 
-    run_info = prepare(args, images=IMAGES, image_shape=(28, 28, 1))
-    data, epochs = run_info.data, run_info.epochs
-    print_summary(vqvae, parts=True)
-    print_summary(prior)
-    prior_epochs = 1 if args.quick else epochs_for(argparse.Namespace(epochs=args.prior_epochs),
-                                                   len(data.x_train), images=PRIOR_IMAGES)
-    steps = len(data.x_train) // args.batch_size
-
-    print(f"\n== stage 1: VQ-VAE, {plural(epochs, 'epoch')} ==")
-    vqvae.compile(optimizer=cosine_adam(args.learning_rate, epochs * steps), loss="mse")
-    restart = CodebookRestart(data.x_train[:4096], seed=args.seed)
-    vq_run = fit(vqvae, batches(data.x_train, batch_size=args.batch_size, seed=args.seed,
-                                reconstruct=True),
-                 epochs=epochs, batch_size=args.batch_size, out=args.out, tag="vqvae",
-                 callbacks=[restart], nan_hint="try a lower --learning-rate")
-    test_codes, train_codes = encode(vqvae, data.x_test), encode(vqvae, data.x_train)
-    recon = decode(vqvae, test_codes)
-    mse = float(np.mean(np.square(recon - data.x_test)))
-    used = usage(test_codes, args.codes)
-    dead_share = used["dead"] / args.codes
-    print(f"VQ-VAE test MSE {mse:.4f} per pixel; {used['dead']} of {args.codes} codes dead on "
-          f"the test set ({dead_share:.0%}, bar <= {DEAD_BAR:.0%}); perplexity "
-          f"{used['perplexity']:.1f}")
-
-    print(f"\n== stage 2: PixelCNN prior over the 7x7 codes, {plural(prior_epochs, 'epoch')} ==")
-    prior.compile(optimizer=cosine_adam(args.learning_rate / 2, prior_epochs * steps),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    prior_run = fit(prior, one_hot_sequences(train_codes, args.codes,
-                                             batch_size=args.batch_size, seed=args.seed),
-                    epochs=prior_epochs, batch_size=args.batch_size, out=args.out,
-                    tag="pixelcnn", nan_hint="try a lower --learning-rate")
-    positions = GRID[0] * GRID[1]
-    nll = positions * float(prior.evaluate(np.eye(args.codes, dtype="float32")[test_codes],
-                                           test_codes, batch_size=512, verbose=0))
-    marginals = independent_positions(train_codes, args.codes)
-    grid_index = np.indices(GRID)
-    baseline = float(-np.mean(np.log(marginals[grid_index[0], grid_index[1], test_codes])
-                              .sum(axis=(1, 2))))
-    print(f"test NLL of the codes: PixelCNN {nll:.1f} nats per image, independent positions "
-          f"{baseline:.1f}, uniform {positions * np.log(args.codes):.1f}")
-
-    sampled = sample(prior, SCORED_SAMPLES, seed=args.seed)
-    rng = np.random.default_rng(args.seed)
-    cumulative = marginals.cumsum(axis=-1)
-    draws = rng.uniform(size=(SCORED_SAMPLES, *GRID, 1))
-    independent = np.minimum((draws > cumulative).sum(axis=-1), args.codes - 1)
-    pixelcnn_images, independent_images = decode(vqvae, sampled), decode(vqvae, independent)
-    judge = FeatureClassifier.for_dataset(data, args.out.parent)
-    scored = judge.fid_report(data, pixelcnn_images)
-    fid_independent = judge.fid(data.x_test, independent_images)
-    print(f"PixelCNN prior: {describe_fid(scored)}; independent positions: classifier FID "
-          f"{fid_independent:.2f}")
-
-    ch2 = _chapter2_mse(args.out.parent / "ch2_vae" / "metrics.json", data.name)
-    if ch2 is not None:
-        print(f"chapter 2's 2-D CNN autoencoder on {data.name}: MSE {ch2:.4f} on the 28x28 "
-              f"centre; VQ-VAE {mse:.4f} ({'better' if mse < ch2 else 'not better'})")
-    _figures(args.out, data, recon, test_codes, used, pixelcnn_images, independent_images,
-             vq_run, prior_run, args.codes)
-    save_model(vqvae, args.out / "vqvae.keras")
-    save_model(prior, args.out / "pixelcnn.keras")
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, judge=judge,
-                  epochs=epochs, wall_seconds=run_info.elapsed(), models={
-                      "vqvae": {"test_mse": round(mse, 5), "dead_codes": used["dead"],
-                                "dead_share": round(dead_share, 4), "dead_bar": DEAD_BAR,
-                                "perplexity": round(used["perplexity"], 2),
-                                "codes": args.codes, "code_dim": args.code_dim,
-                                "ch2_cnn_autoencoder_test_mse_28x28": ch2,
-                                "params": vqvae.count_params(),
-                                **vq_run.speed()},
-                      "pixelcnn": {"test_nll_nats_per_image": round(nll, 2),
-                                   "independent_positions_nll": round(baseline, 2),
-                                   "uniform_nll": round(positions * float(np.log(args.codes)), 2),
-                                   **scored,
-                                   "independent_positions_fid": round(fid_independent, 3),
-                                   "epochs": prior_epochs, "params": prior.count_params(),
-                                   **prior_run.speed()}})
-    print(f"\nFigures, models and metrics.json are in {args.out}/ "
+    with start(args, images=IMAGES, image_shape=(28, 28, 1)) as run:
+        data = run.data
+        print_summary(vqvae, parts=True)
+        print_summary(prior)
+        prior_epochs = 1 if run.quick else epochs_for(args.prior_epochs, len(data.x_train),
+                                                       images=PRIOR_IMAGES)
+        vq = train_vqvae(vqvae, run, args.learning_rate, args.codes)
+        pixelcnn = train_prior(prior, vq["train_codes"], vq["test_codes"], run, prior_epochs,
+                               args.learning_rate / 2, args.codes)
+        images, judge = score_priors(vqvae, prior, pixelcnn, data, run.seed, args.codes,
+                                     judges=run.out.parent)
+        ch2 = find_run(run.out.parent / "ch2_vae", "ch2_vae", dataset=data.name)
+        ch2_mse = None if ch2 is None else ch2.number("models", "cnn_autoencoder",
+                                                      "test_mse_28x28")
+        if ch2_mse is not None:
+            print(f"chapter 2's 2-D CNN autoencoder on {data.name}: MSE {ch2_mse:.4f} on the "
+                  f"28x28 centre; VQ-VAE {vq['test_mse']:.4f} "
+                  f"({'better' if vq['test_mse'] < ch2_mse else 'not better'})")
+        _figures(run.out, data, vq, images, pixelcnn["run"], args.codes)
+        save_model(vqvae, run.out / "vqvae.keras")
+        save_model(prior, run.out / "pixelcnn.keras")
+        write_metrics(run, judge=judge, models={
+            "vqvae": {"test_mse": round(vq["test_mse"], 5), "dead_codes": vq["used"]["dead"],
+                      "dead_share": round(vq["dead_share"], 4), "dead_bar": DEAD_BAR,
+                      "perplexity": round(vq["used"]["perplexity"], 2),
+                      "codes": args.codes, "code_dim": args.code_dim,
+                      "ch2_cnn_autoencoder_test_mse_28x28": ch2_mse,
+                      "params": vqvae.count_params(), **vq["run"].speed()},
+            "pixelcnn": {**pixelcnn["numbers"], **images["scores"], "epochs": prior_epochs,
+                         "params": prior.count_params(), **pixelcnn["run"].speed()}})
+    print(f"\nFigures, models and metrics.json are in {run.out}/ "
           "(start with samples.png and code_grid.png)")
     return 0
 
 
-def _chapter2_mse(path: Path, dataset: str) -> float | None:
-    """Chapter 2's CNN autoencoder test MSE on the 28x28 centre, if it ran on the same data."""
-    try:
-        record = json.loads(path.read_text())
-        if record["dataset"]["name"] == dataset and not record["quick"]:
-            return float(record["models"]["cnn_autoencoder"]["test_mse_28x28"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return None
+def train_vqvae(vqvae, run, learning_rate: float, num_codes: int) -> dict:
+    """Stage 1: the VQ-VAE on MSE + VQ losses, dead codes restarted after each epoch; then
+    every image's 7x7 codes, the test reconstructions and the codebook's usage."""
+    data = run.data
+    print(f"\n== stage 1: VQ-VAE, {plural(run.epochs, 'epoch')} ==")
+    steps = len(data.x_train) // run.batch_size
+    vqvae.compile(optimizer=cosine_adam(learning_rate, run.epochs * steps), loss="mse")
+    restart = CodebookRestart(data.x_train[:4096], seed=run.seed)
+    trained = fit(vqvae, batches(data.x_train, batch_size=run.batch_size, seed=run.seed,
+                                 reconstruct=True),
+                  epochs=run.epochs, batch_size=run.batch_size, out=run.out, tag="vqvae",
+                  callbacks=[restart], nan_hint="try a lower --learning-rate")
+    test_codes, train_codes = encode(vqvae, data.x_test), encode(vqvae, data.x_train)
+    recon = decode(vqvae, test_codes)
+    mse = float(np.mean(np.square(recon - data.x_test)))
+    used = usage(test_codes, num_codes)
+    dead_share = used["dead"] / num_codes
+    print(f"VQ-VAE test MSE {mse:.4f} per pixel; {used['dead']} of {num_codes} codes dead on "
+          f"the test set ({dead_share:.0%}, bar <= {DEAD_BAR:.0%}); perplexity "
+          f"{used['perplexity']:.1f}")
+    return {"run": trained, "test_codes": test_codes, "train_codes": train_codes,
+            "recon": recon, "test_mse": mse, "used": used, "dead_share": dead_share}
 
 
-def _figures(out, data, recon, codes, used, pixelcnn_images, independent_images, vq_run,
-             prior_run, num_codes) -> None:
+def train_prior(prior, train_codes, test_codes, run, epochs: int, learning_rate: float,
+                num_codes: int) -> dict:
+    """Stage 2: the PixelCNN on the training images' codes; its test NLL against positions
+    drawn independently and against the uniform prior."""
+    print(f"\n== stage 2: PixelCNN prior over the 7x7 codes, {plural(epochs, 'epoch')} ==")
+    steps = len(train_codes) // run.batch_size
+    prior.compile(optimizer=cosine_adam(learning_rate, epochs * steps),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    trained = fit(prior, one_hot_sequences(train_codes, num_codes, batch_size=run.batch_size,
+                                           seed=run.seed),
+                  epochs=epochs, batch_size=run.batch_size, out=run.out, tag="pixelcnn",
+                  nan_hint="try a lower --learning-rate")
+    positions = GRID[0] * GRID[1]
+    nll = positions * float(prior.evaluate(np.eye(num_codes, dtype="float32")[test_codes],
+                                           test_codes, batch_size=512, verbose=0))
+    marginals = independent_positions(train_codes, num_codes)
+    grid_index = np.indices(GRID)
+    baseline = float(-np.mean(np.log(marginals[grid_index[0], grid_index[1], test_codes])
+                              .sum(axis=(1, 2))))
+    uniform = positions * float(np.log(num_codes))
+    print(f"test NLL of the codes: PixelCNN {nll:.1f} nats per image, independent positions "
+          f"{baseline:.1f}, uniform {uniform:.1f}")
+    return {"run": trained, "marginals": marginals,
+            "numbers": {"test_nll_nats_per_image": round(nll, 2),
+                        "independent_positions_nll": round(baseline, 2),
+                        "uniform_nll": round(uniform, 2)}}
+
+
+def score_priors(vqvae, prior, pixelcnn, data, seed: int, num_codes: int, judges: Path):
+    """New images from the PixelCNN's codes and from independently drawn positions, both
+    decoded and judged (the judge from `judges`, the output root). Returns the images with
+    their scores, and the judge."""
+    sampled = sample(prior, SCORED_SAMPLES, seed=seed)
+    rng = np.random.default_rng(seed)
+    cumulative = pixelcnn["marginals"].cumsum(axis=-1)
+    draws = rng.uniform(size=(SCORED_SAMPLES, *GRID, 1))
+    independent = np.minimum((draws > cumulative).sum(axis=-1), num_codes - 1)
+    images = {"pixelcnn": decode(vqvae, sampled), "independent": decode(vqvae, independent)}
+    judge = FeatureClassifier.for_dataset(data, judges)
+    scored = judge.fid_report(data, images["pixelcnn"])
+    fid_independent = judge.fid(data.x_test, images["independent"])
+    print(f"PixelCNN prior: {describe_fid(scored)}; independent positions: classifier FID "
+          f"{fid_independent:.2f}")
+    images["scores"] = {**scored, "independent_positions_fid": round(fid_independent, 3)}
+    return images, judge
+
+
+def _figures(out, data, vq, images, prior_run, num_codes) -> None:
+    recon, codes, used, vq_run = vq["recon"], vq["test_codes"], vq["used"], vq["run"]
+    pixelcnn_images, independent_images = images["pixelcnn"], images["independent"]
     picks = np.concatenate([np.flatnonzero(data.y_test == c)[:1]
                             for c in range(data.num_classes)])
     figures.image_grid(np.concatenate([data.x_test[picks], recon[picks]]),
@@ -270,4 +283,4 @@ def _figures(out, data, recon, codes, used, pixelcnn_images, independent_images,
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(run_main(main))

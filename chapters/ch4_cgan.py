@@ -4,7 +4,8 @@ The DCGAN of this chapter, with the one-hot label y given to both players: G(z, 
 image of class y, and D(x, y) judges whether x is a real image *of class y*. A generator that
 ignores y is caught, because D has learned what each class looks like, so G must follow the
 label to win. Everything else (training step, optimiser, the layer stacks) is shared with
-chapters/ch4_dcgan.py: its layers, and the adversarial step of common.gan.training.
+chapters/ch4_dcgan.py: its layers, and its GAN, whose train_step passes the one-hot label to
+both players when `num_classes` is set.
 
 Measured: the conditional accuracy (the feature classifier's verdict on 5,000 samples, 500 per
 requested class; bars >= 0.90 on MNIST, >= 0.80 on Fashion-MNIST) and the classifier FID.
@@ -26,15 +27,22 @@ import keras
 import numpy as np
 from keras import layers
 
-from chapters.ch4_dcgan import IMAGE_SHAPE, LATENT_DIM, discriminator_layers, generator_layers
+from chapters.ch4_dcgan import (
+    GAN,
+    IMAGE_SHAPE,
+    LATENT_DIM,
+    discriminator_layers,
+    generator_layers,
+    train_gan,
+)
 from common import figures
-from common.cli import make_parser, parse, plural, run
+from common.cli import make_parser, parse, run_main
 from common.eval.classifier import FeatureClassifier, describe_scores
-from common.gan.training import GAN, SampleGrid, equilibrium_curves, fit_gan, generate
+from common.gan.training import SampleGrid, equilibrium_curves, generate, save_gan
 from common.pipeline import batches
 from common.results import write_metrics
+from common.run import start
 from common.scaling import to_tanh_range
-from common.training import prepare
 
 CHAPTER = "ch4_cgan"
 IMAGES = 180_000  # default budget: 3 epochs of 60,000 images
@@ -89,44 +97,43 @@ def main(argv=None) -> int:
     if args.summary:
         return build_cgan(seed=args.seed).print_summaries()
 
-    run_info = prepare(args, images=IMAGES, image_shape=(28, 28, 1))
-    data, epochs, k = run_info.data, run_info.epochs, run_info.data.num_classes
-    gan = build_cgan(k, args.seed)
-    gan.print_summaries()
-    rng = np.random.default_rng(args.seed)
-    z_grid, y_grid = class_grid_inputs(k, 10, rng)
-    grid = SampleGrid(args.out, z_grid, y_grid, k, title="Conditional GAN, one row per class")
-    print(f"\n== training for {plural(epochs, 'epoch')}: one D and one G update per batch ==")
-    train = batches(to_tanh_range(data.x_train), data.y_train, batch_size=args.batch_size,
-                    seed=args.seed)
-    run_ = fit_gan(gan, train, epochs=epochs, batch_size=args.batch_size, out=args.out,
-                   samples=grid, learning_rate=args.learning_rate)
-
-    print("\nscoring samples with the feature classifier (trained once per dataset, cached)")
-    judge = FeatureClassifier.for_dataset(data, args.out.parent)
-    asked = np.repeat(np.arange(k), PER_CLASS)
-    samples = generate(gan.generator, rng.standard_normal((len(asked), LATENT_DIM))
-                       .astype("float32"), asked, k)
-    scores = judge.score_conditional(samples, asked, data, BARS.get(data.name))
-    per_class = scores["conditional_accuracy_per_class"]
-    print(f"{describe_scores(scores)}; per class {per_class}")
-
-    figures.image_grid(generate(gan.generator, z_grid, y_grid, k), args.out / "class_grid.png",
-                       ncols=10, row_labels=data.class_names,
-                       suptitle="One row per requested class; the same z down each column")
-    equilibrium_curves(run_.history, args.out / "loss_curves.png",
-                       title="Conditional GAN training")
-    figures.bars({"conditional accuracy": per_class}, args.out / "accuracy_per_class.png",
-                 labels=data.class_names, xlabel="requested class", ylabel="accuracy",
-                 title=f"Samples the classifier assigns to the requested class "
-                       f"({PER_CLASS} per class)")
-    trained = gan.save_and_summarise(run_, args.out)
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs, judge=judge,
-                  wall_seconds=run_info.elapsed(), models={"cgan": {**scores, **trained}})
+    with start(args, images=IMAGES, image_shape=(28, 28, 1)) as run:
+        data, k = run.data, run.data.num_classes
+        gan = build_cgan(k, run.seed)
+        gan.print_summaries()
+        rng = np.random.default_rng(run.seed)
+        z_grid, y_grid = class_grid_inputs(k, 10, rng)
+        grid = SampleGrid(run.out, z_grid, y_grid, k, title="Conditional GAN, one row per class")
+        train = batches(to_tanh_range(data.x_train), data.y_train, batch_size=run.batch_size,
+                        seed=run.seed)
+        trained = train_gan(gan, train, run, args.learning_rate, samples=grid)
+        print("\nscoring samples with the judge")
+        judge = FeatureClassifier.for_dataset(data, run.out.parent)
+        asked = np.repeat(np.arange(k), PER_CLASS)
+        samples = generate(gan.generator, rng.standard_normal((len(asked), LATENT_DIM))
+                           .astype("float32"), asked, k)
+        scores = judge.score_conditional(samples, asked, data, BARS.get(data.name))
+        print(f"{describe_scores(scores)}; per class {scores['conditional_accuracy_per_class']}")
+        _figures(run.out, data, gan, z_grid, y_grid, trained.history,
+                 scores["conditional_accuracy_per_class"])
+        write_metrics(run, judge=judge,
+                      models={"cgan": {**scores, **save_gan(gan, trained, run.out)}})
     print(f"\nFigures (progress.gif shows the training), models and metrics.json are in "
-          f"{args.out}/ (start with class_grid.png)")
+          f"{run.out}/ (start with class_grid.png)")
     return 0
 
 
+def _figures(out, data, gan, z_grid, y_grid, history, per_class) -> None:
+    k = data.num_classes
+    figures.image_grid(generate(gan.generator, z_grid, y_grid, k), out / "class_grid.png",
+                       ncols=10, row_labels=data.class_names,
+                       suptitle="One row per requested class; the same z down each column")
+    equilibrium_curves(history, out / "loss_curves.png", title="Conditional GAN training")
+    figures.bars({"conditional accuracy": per_class}, out / "accuracy_per_class.png",
+                 labels=data.class_names, xlabel="requested class", ylabel="accuracy",
+                 title=f"Samples the judge assigns to the requested class "
+                       f"({PER_CLASS} per class)")
+
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(run_main(main))

@@ -38,22 +38,17 @@ import numpy as np
 from keras import layers, ops
 from scipy import ndimage
 
+from chapters.ch4_dcgan import GAN, bce, train_gan
 from common import figures
 from common.atomic import save_model
-from common.cli import make_parser, parse, plural, run
+from common.cli import make_parser, parse, plural, run_main
 from common.eval.classifier import FeatureClassifier, wilson_interval
-from common.gan.training import (
-    GAN,
-    SampleGrid,
-    bce_with_logits,
-    equilibrium_curves,
-    fit_gan,
-    generate,
-)
+from common.gan.training import SampleGrid, equilibrium_curves, generate
 from common.pipeline import batches
 from common.results import write_metrics
+from common.run import seed_everything, start
 from common.scaling import to_tanh_range
-from common.training import fit, prepare, seed_everything
+from common.training import fit
 
 CHAPTER = "ch4_pix2pix"
 SIZE = 32
@@ -148,8 +143,9 @@ def build_patch_discriminator() -> keras.Model:
 
 @keras.saving.register_keras_serializable(package="chapters.ch4_pix2pix")
 class Pix2Pix(GAN):
-    """common.gan.training.GAN with the input image as the condition and no noise (pix2pix found
-    noise ignored by the generator), and L1 to the target added to the generator's loss."""
+    """The game of chapters/ch4_dcgan.py with the input image as the condition of both players
+    and no noise (pix2pix found the generator ignored it), and L1 to the target added to the
+    generator's loss (eq. 4)."""
 
     extra_terms = ("l1",)
 
@@ -161,13 +157,17 @@ class Pix2Pix(GAN):
         inputs, targets = data
         return targets, inputs
 
-    def fake(self, n, condition=None, training=True):
-        return self.generator(condition, training=training)
+    def fake(self, n, condition=None):
+        return self.generator(condition, training=True)
 
-    def generator_objective(self, fake_logits, fake, real):
-        adversarial = bce_with_logits(1.0, fake_logits)
+    def generator_loss(self, fake_logits, fake, real):
+        adversarial = bce(1.0, fake_logits)
         l1 = ops.mean(ops.abs(real - ops.cast(fake, "float32")))
         return adversarial + self.l1_weight * l1, {"g_loss": adversarial, "l1": l1}
+
+
+def build_pix2pix(seed: int | None = None) -> Pix2Pix:
+    return Pix2Pix(build_unet(), build_patch_discriminator(), seed=seed, name="pix2pix")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,65 +194,71 @@ def main(argv=None) -> int:
     parser.add_argument("--task", choices=TASKS, default="edges",
                         help="edges -> image, or inpaint occluding bars (default edges)")
     args = parse(parser, argv)
-    gan = Pix2Pix(build_unet(), build_patch_discriminator(), seed=args.seed, name="pix2pix")
     if args.summary:
-        return gan.print_summaries()
-
-    run_info = prepare(args, images=IMAGES, pad_to=SIZE, image_shape=(SIZE, SIZE, 1))
-    data, epochs = run_info.data, run_info.epochs
-    gan.print_summaries()
-    print(f"task {args.task}: building the input images")
-    x_in = make_inputs(args.task, data.x_train, args.seed)
-    t_in = make_inputs(args.task, data.x_test, args.seed + 1)
-    train = batches(to_tanh_range(x_in), to_tanh_range(data.x_train),
-                    batch_size=args.batch_size, seed=args.seed)
-    shown = np.arange(8)
-    grid = SampleGrid(args.out, to_tanh_range(t_in[shown]), ncols=8, title="pix2pix outputs")
-    print(f"\n== pix2pix: U-Net + PatchGAN, {plural(epochs, 'epoch')} ==")
-    gan_run = fit_gan(gan, train, epochs=epochs, batch_size=args.batch_size,
-                      out=args.out, samples=grid, learning_rate=args.learning_rate)
-    print(f"\n== the same U-Net with L1 alone, {plural(epochs, 'epoch')} ==")
-    seed_everything(args.seed)
-    l1_only = build_unet("unet_l1_only")
-    l1_only.compile(optimizer=keras.optimizers.Adam(args.learning_rate, beta_1=0.5),
-                    loss="mae")
-    l1_run = fit(l1_only, train, epochs=epochs, batch_size=args.batch_size,
-                 out=args.out, tag="unet_l1_only", nan_hint="try a lower --learning-rate")
-
-    unpadded = replace(data, x_train=data.x_train[:, 2:-2, 2:-2], x_test=data.x_test[:, 2:-2, 2:-2])
-    judge = FeatureClassifier.for_dataset(unpadded, args.out.parent)
-    outputs = {"pix2pix": generate(gan.generator, to_tanh_range(t_in)),
-               "l1_only": generate(l1_only, to_tanh_range(t_in))}
-    results = {name: evaluate(o, data.x_test, data.y_test, judge) for name, o in outputs.items()}
-    results["pix2pix"].update(**gan_run.speed(),
-                              final={k: round(v[-1], 4) for k, v in gan_run.history.items()})
-    results["l1_only"].update(**l1_run.speed())
-    targets = evaluate(data.x_test, data.x_test, data.y_test, judge)["classifier_accuracy"]
-    for name, r in results.items():
-        print(f"{name:<8} test L1 {r['test_l1']:.4f}, PSNR {r['test_psnr_db']:.2f} dB, "
-              f"classifier accuracy on outputs {r['classifier_accuracy']:.3f}")
-    print(f"(the classifier on the true test images: {targets:.3f})")
-
-    rows = [t_in[shown], outputs["pix2pix"][shown], outputs["l1_only"][shown],
-            data.x_test[shown]]
-    figures.image_grid(np.concatenate(rows), args.out / "triplets.png", ncols=len(shown),
-                       row_labels=["input", "pix2pix", "L1 only", "target"],
-                       suptitle=f"pix2pix ({args.task}): input | output | L1-only | target")
-    equilibrium_curves(gan_run.history, args.out / "loss_curves.png",
-                       title="pix2pix: adversarial part of the training")
-    figures.curves({"pix2pix (train)": gan_run.history["l1"],
-                    "L1 only (train)": l1_run.history["loss"]}, args.out / "l1_curves.png",
-                   title="L1 distance to the target per epoch", ylabel="mean |output - target|"
-                                                                      " on [-1, 1]")
-    save_model(gan.generator, args.out / "generator.keras")
-    save_model(l1_only, args.out / "unet_l1_only.keras")
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, judge=judge,
-                  epochs=epochs, wall_seconds=run_info.elapsed(), models=results,
-                  extra={"task": args.task, "l1_weight": L1_WEIGHT,
-                         "classifier_accuracy_on_targets": targets})
-    print(f"\nFigures, models and metrics.json are in {args.out}/ (start with triplets.png)")
+        return build_pix2pix(args.seed).print_summaries()
+    with start(args, images=IMAGES, pad_to=SIZE, image_shape=(SIZE, SIZE, 1)) as run:
+        data = run.data
+        gan = build_pix2pix(run.seed)  # in the strategy's scope, under --distribute
+        gan.print_summaries()
+        print(f"task {args.task}: building the input images")
+        x_in = make_inputs(args.task, data.x_train, run.seed)
+        t_in = make_inputs(args.task, data.x_test, run.seed + 1)
+        train = batches(to_tanh_range(x_in), to_tanh_range(data.x_train),
+                        batch_size=run.batch_size, seed=run.seed)
+        shown = np.arange(8)
+        grid = SampleGrid(run.out, to_tanh_range(t_in[shown]), ncols=8, title="pix2pix outputs")
+        print("\n== pix2pix: U-Net + PatchGAN ==")
+        gan_run = train_gan(gan, train, run, args.learning_rate, samples=grid)
+        l1_only, l1_run = train_l1_only(train, run, args.learning_rate)
+        unpadded = replace(data, x_train=data.x_train[:, 2:-2, 2:-2],
+                           x_test=data.x_test[:, 2:-2, 2:-2])
+        judge = FeatureClassifier.for_dataset(unpadded, run.out.parent)
+        outputs = {"pix2pix": generate(gan.generator, to_tanh_range(t_in)),
+                   "l1_only": generate(l1_only, to_tanh_range(t_in))}
+        results = {name: evaluate(o, data.x_test, data.y_test, judge)
+                   for name, o in outputs.items()}
+        results["pix2pix"].update(**gan_run.speed(),
+                                  final={k: round(v[-1], 4) for k, v in gan_run.history.items()})
+        results["l1_only"].update(**l1_run.speed())
+        targets = evaluate(data.x_test, data.x_test, data.y_test, judge)["classifier_accuracy"]
+        for name, r in results.items():
+            print(f"{name:<8} test L1 {r['test_l1']:.4f}, PSNR {r['test_psnr_db']:.2f} dB, "
+                  f"the judge's accuracy on outputs {r['classifier_accuracy']:.3f}")
+        print(f"(the judge on the true test images: {targets:.3f})")
+        _figures(run.out, data, t_in, outputs, shown, gan_run, l1_run, args.task)
+        save_model(gan.generator, run.out / "generator.keras")
+        save_model(l1_only, run.out / "unet_l1_only.keras")
+        write_metrics(run, judge=judge, models=results,
+                      extra={"task": args.task, "l1_weight": L1_WEIGHT,
+                             "classifier_accuracy_on_targets": targets})
+    print(f"\nFigures, models and metrics.json are in {run.out}/ (start with triplets.png)")
     return 0
 
 
+def train_l1_only(train, run, learning_rate: float):
+    """The same U-Net on L1 alone, from the same seed and batches: what the adversary adds."""
+    print(f"\n== the same U-Net with L1 alone, {plural(run.epochs, 'epoch')} ==")
+    seed_everything(run.seed)
+    l1_only = build_unet("unet_l1_only")
+    l1_only.compile(optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.5), loss="mae")
+    trained = fit(l1_only, train, epochs=run.epochs, batch_size=run.batch_size, out=run.out,
+                  tag="unet_l1_only", nan_hint="try a lower --learning-rate")
+    return l1_only, trained
+
+
+def _figures(out, data, t_in, outputs, shown, gan_run, l1_run, task: str) -> None:
+    rows = [t_in[shown], outputs["pix2pix"][shown], outputs["l1_only"][shown],
+            data.x_test[shown]]
+    figures.image_grid(np.concatenate(rows), out / "triplets.png", ncols=len(shown),
+                       row_labels=["input", "pix2pix", "L1 only", "target"],
+                       suptitle=f"pix2pix ({task}): input | output | L1-only | target")
+    equilibrium_curves(gan_run.history, out / "loss_curves.png",
+                       title="pix2pix: adversarial part of the training")
+    figures.curves({"pix2pix (train)": gan_run.history["l1"],
+                    "L1 only (train)": l1_run.history["loss"]}, out / "l1_curves.png",
+                   title="L1 distance to the target per epoch",
+                   ylabel="mean |output - target| on [-1, 1]")
+
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(run_main(main))

@@ -11,10 +11,10 @@ and the guidance scale w moves along a trade-off: w = 0 ignores the label (uncon
 samples), w = 1 is the plain conditional model, and w > 1 pushes each sample further towards
 what makes it class y, more recognisable and less varied (guidance_scales.png).
 
-Measured with the feature classifier (common.eval.classifier): the conditional accuracy of
-samples (--sampler, DPM-Solver++(2M) at 20 steps unless told) at each guidance scale (bars at
-w = 2: >= 0.97 on MNIST, >= 0.90 on Fashion-MNIST) and their classifier FID. The scale of the
-bar (--guidance) is scored on --fid-samples samples, the others on 30% as many to keep the
+Measured with the judge (common.eval.classifier): the conditional accuracy of samples
+(--sampler, DPM-Solver++(2M) at 20 steps unless told) at each guidance scale, with the bar of
+every guided chapter at --guidance (common.eval.guidance), and their classifier FID and KID.
+The chosen scale is scored on --fid-samples samples, the others on 30% as many to keep the
 sweep affordable on a CPU; FID grows as the sample count shrinks, so compare FIDs only between
 equal counts.
 
@@ -24,6 +24,7 @@ Run:  python chapters/ch5_conditional_diffusion.py [--dataset fashion_mnist] [--
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `common` and `chapters` importable
@@ -43,7 +44,7 @@ from common.cli import (
     non_negative_int,
     parse,
     plural,
-    run,
+    run_main,
 )
 from common.diffusion.samplers import describe, sample
 from common.diffusion.trainer import (
@@ -52,11 +53,12 @@ from common.diffusion.trainer import (
     check_diffusion_flags,
     train_diffusion,
 )
-from common.eval.classifier import FeatureClassifier, describe_scores
+from common.eval.classifier import FeatureClassifier
+from common.eval.guidance import by_guidance, guidance_sweep
 from common.results import write_metrics
+from common.run import start
 from common.scaling import to_unit_range
 from common.summary import print_summary
-from common.training import prepare
 
 CHAPTER = "ch5_conditional_diffusion"
 # Default budget: 3 epochs of 60,000 images; at 2 the label was learnt too weakly (see
@@ -64,7 +66,6 @@ CHAPTER = "ch5_conditional_diffusion"
 IMAGES = 180_000
 SIDE_SHARE = 0.3  # the scales other than --guidance are scored on 30% as many samples
 SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
-BARS = {"mnist": 0.97, "fashion_mnist": 0.90}
 
 
 def guided_samples(model, labels, guidance: float, seed: int, sampler: str = "dpmpp",
@@ -83,7 +84,7 @@ def guided_samples(model, labels, guidance: float, seed: int, sampler: str = "dp
 def main(argv=None) -> int:
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None,
                          batch_size=BATCH_SIZE, learning_rate=1e-3)
-    # DPM-Solver++-20: the conditional accuracy of DDIM-50 in 40% of the passes (see
+    # DPM-Solver++-20: the conditional accuracy of DDIM-50 in fewer passes (see
     # docs/results.md); the method was designed for guided sampling.
     add_diffusion_flags(parser, sampler="dpmpp")
     parser.add_argument("--guidance", type=non_negative_float, default=2.0,
@@ -97,61 +98,64 @@ def main(argv=None) -> int:
                                       denoiser=args.denoiser).network)
         return 0
 
-    run_info = prepare(args, images=IMAGES, image_shape=(28, 28, 1))
-    data, epochs, k = run_info.data, run_info.epochs, run_info.data.num_classes
-    check_class_index(parser, "--show-class", args.show_class, k)
-    model = build_diffusion(args.channels, k, seed=args.seed, name="cfg_diffusion",
-                            attention=args.attention, denoiser=args.denoiser)
-    print_summary(model.network)
-    print(f"\n== training for {plural(epochs, 'epoch')} (labels dropped 10% of the time) ==")
-    run_ = train_diffusion(model, data, epochs=epochs, batch_size=args.batch_size,
-                           learning_rate=args.learning_rate, seed=args.seed, out=args.out)
-
-    judge = FeatureClassifier.for_dataset(data, args.out.parent)
-    per_class = max(1, (min(args.fid_samples, 100) if args.quick else args.fid_samples) // k)
-    # a smoke test checks the plumbing, not the samples: few steps
-    steps = min(args.sampling_steps or 10, 10) if args.quick and args.sampler != "ddpm" \
-        else args.sampling_steps
-    draw = {"sampler": args.sampler, "steps": steps}
-    label = describe(args.sampler, steps)
-    scores = {}
-    for w in sorted({*SCALES, args.guidance}):  # the sweep costs 2 U-Net passes per step
-        count = per_class if w == args.guidance else max(1, round(per_class * SIDE_SHARE))
-        asked = np.repeat(np.arange(k), count)
-        images = guided_samples(model, asked, w, args.seed, **draw)
-        bar = BARS.get(data.name) if w == args.guidance else None
-        scores[w] = judge.score_conditional(images, asked, data, bar)
-        print(f"w = {w:g}: {describe_scores(scores[w])}")
-    chosen = scores[args.guidance]
-
-    grid_labels = np.repeat(np.arange(k), 10)
-    figures.image_grid(guided_samples(model, grid_labels, args.guidance, args.seed + 1, **draw),
-                       args.out / "class_grid.png", ncols=10, row_labels=data.class_names,
-                       suptitle=f"One row per class, guidance w = {args.guidance:g} ({label})")
-    rows = [guided_samples(model, np.full(10, args.show_class), w, args.seed + 2, **draw)
-            for w in SCALES]
-    figures.image_grid(np.concatenate(rows), args.out / "guidance_scales.png", ncols=10,
-                       row_labels=[f"w = {w:g}" for w in SCALES],
-                       suptitle=f"Class '{data.class_names[args.show_class]}' at growing "
-                                "guidance: the same noise in every row")
-    figures.curves({"conditional accuracy": [scores[w]["conditional_accuracy"] for w in SCALES]},
-                   args.out / "guidance_tradeoff.png", xlabel="guidance scale index "
-                   f"(w = {', '.join(f'{w:g}' for w in SCALES)})",
-                   title="Guidance: recognisability against the scale", ylabel="accuracy")
-    save_model(model.ema_network, args.out / "unet_ema.keras")
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
-                  judge=judge, wall_seconds=run_info.elapsed(), models={"cfg_diffusion": {
-                      "guidance": args.guidance, "sampler": label, **chosen,
-                      "by_guidance": {f"{w:g}": {key: v[key] for key in (
-                          "conditional_accuracy", "conditional_accuracy_ci95",
-                          "classifier_fid", "fid_ci95", "fid_samples")}
-                          for w, v in scores.items()},
-                      "params": model.network.count_params(),
-                      **run_.speed()}})
-    print(f"\nFigures, the EMA denoiser and metrics.json are in {args.out}/ "
+    with start(args, images=IMAGES, image_shape=(28, 28, 1)) as run:
+        data, k = run.data, run.data.num_classes
+        check_class_index(parser, "--show-class", args.show_class, k)
+        model = build_diffusion(args.channels, k, seed=run.seed, name="cfg_diffusion",
+                                attention=args.attention, denoiser=args.denoiser)
+        print_summary(model.network)
+        print(f"\n== training for {plural(run.epochs, 'epoch')} (labels dropped 10% of the "
+              "time) ==")
+        trained = train_diffusion(model, data, epochs=run.epochs, batch_size=run.batch_size,
+                                  learning_rate=args.learning_rate, seed=run.seed, out=run.out)
+        judge = FeatureClassifier.for_dataset(data, run.out.parent)
+        # a smoke test checks the plumbing, not the samples: few steps
+        steps = min(args.sampling_steps or 10, 10) if run.quick and args.sampler != "ddpm" \
+            else args.sampling_steps
+        draw = {"sampler": args.sampler, "steps": steps}
+        per_class = max(1, (min(args.fid_samples, 100) if run.quick else args.fid_samples) // k)
+        scores = guidance_sweep(  # the sweep costs 2 network passes per step and image
+            lambda labels, w: guided_samples(model, labels, w, run.seed, **draw), judge, data,
+            scales=SCALES, chosen=args.guidance, per_class=per_class, side_share=SIDE_SHARE)
+        timing = time_hundred(model, args.guidance, draw)
+        print(f"100 samples in {timing:.2f} s once compiled ({describe(args.sampler, steps)})")
+        _figures(model, data, scores, draw, args.guidance, args.show_class, run.seed, run.out)
+        save_model(model.ema_network, run.out / "unet_ema.keras")
+        write_metrics(run, judge=judge, models={"cfg_diffusion": {
+            "guidance": args.guidance, "sampler": describe(args.sampler, steps),
+            **scores[args.guidance], "by_guidance": by_guidance(scores),
+            "sample_100_seconds": round(timing, 2), "params": model.network.count_params(),
+            **trained.speed()}})
+    print(f"\nFigures, the EMA denoiser and metrics.json are in {run.out}/ "
           "(start with class_grid.png)")
     return 0
 
 
+def time_hundred(model, guidance: float, draw) -> float:
+    """Seconds to draw 100 guided images, timed on the second call (the first compiles)."""
+    labels = np.arange(100) % model.num_classes
+    guided_samples(model, labels, guidance, 0, **draw)
+    began = time.perf_counter()
+    guided_samples(model, labels, guidance, 1, **draw)
+    return time.perf_counter() - began
+
+
+def _figures(model, data, scores, draw, guidance: float, show: int, seed: int, out) -> None:
+    k, label = data.num_classes, describe(draw["sampler"], draw["steps"])
+    grid_labels = np.repeat(np.arange(k), 10)
+    figures.image_grid(guided_samples(model, grid_labels, guidance, seed + 1, **draw),
+                       out / "class_grid.png", ncols=10, row_labels=data.class_names,
+                       suptitle=f"One row per class, guidance w = {guidance:g} ({label})")
+    rows = [guided_samples(model, np.full(10, show), w, seed + 2, **draw) for w in SCALES]
+    figures.image_grid(np.concatenate(rows), out / "guidance_scales.png", ncols=10,
+                       row_labels=[f"w = {w:g}" for w in SCALES],
+                       suptitle=f"Class '{data.class_names[show]}' at growing "
+                                "guidance: the same noise in every row")
+    figures.curves({"conditional accuracy": [scores[w]["conditional_accuracy"] for w in SCALES]},
+                   out / "guidance_tradeoff.png", xlabel="guidance scale index "
+                   f"(w = {', '.join(f'{w:g}' for w in SCALES)})",
+                   title="Guidance: recognisability against the scale", ylabel="accuracy")
+
+
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(run_main(main))

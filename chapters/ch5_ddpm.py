@@ -3,11 +3,15 @@
 Generation as the reverse of destruction. The forward process adds a little Gaussian noise
 T = 1000 times until nothing of the image is left (see noising_strip.png); a U-Net learns to
 predict the noise in x_t given t, trained with a plain MSE on random steps of random images
-(common.diffusion.trainer). Sampling starts from pure noise and removes the predicted noise step by
+(`DiffusionModel`). Sampling starts from pure noise and removes the predicted noise step by
 step: 1000 network passes per image with the ancestral sampler, or 50 with DDIM (Song et al.
 2021), which skips steps deterministically. The weights used for sampling are an exponential
 moving average of the trained ones (decay 0.999 after a warm-up), as in the paper, which
 smooths out the last steps' noise in the parameters.
+
+Training is Algorithm 1 of the paper (`DiffusionModel.train_step`): noise a batch to random
+steps in closed form and regress the noise. Sampling is Algorithm 2 (`ancestral_sample`): from
+pure noise, remove the predicted noise one step at a time.
 
 The noise predictor is a small time-conditioned U-Net (the DDPM paper's architecture, appendix
 B, scaled down for a CPU), built below:
@@ -19,12 +23,12 @@ B, scaled down for a CPU), built below:
 - two resolutions (28 and 14) and a middle at 7x7 with optional self-attention; skips
   concatenate each encoder level to the decoder level of the same size.
 `--denoiser dit` swaps in the other network the lecture points to, a diffusion Transformer
-(build_dit): the image cut into 4x4 patches, 49 tokens, Transformer blocks told the step (and
-class) by adaLN-Zero.
+(common.diffusion.dit): the image cut into 4x4 patches, 49 tokens, Transformer blocks told the
+step (and class) by adaLN-Zero.
 
 The lecture's training loss is the mean over random steps t of |eps - eps_theta(x_t, t)|^2 on
 the linear schedule. This chapter trains with two changes to it, which reach the same FID with
-40% fewer images (180,000 instead of 300,000; docs/results.md has the table):
+fewer images (docs/results.md has the table):
 - `--prediction v` (Salimans & Ho 2022): the network predicts v = sqrt(alpha_bar) eps -
   sqrt(1 - alpha_bar) x_0 instead of eps. Its squared error is the eps error divided by
   alpha_bar, so the noisy steps, where eps is easy to guess and the image hard, weigh more; a
@@ -59,46 +63,45 @@ import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up
 
 import keras
 import numpy as np
-from keras import layers
+import tensorflow as tf
+from keras import layers, ops
 
 from common import figures
 from common.atomic import save_model
-from common.cli import make_parser, parse, plural, run
+from common.cli import make_parser, parse, plural, run_main
 from common.data import check_square_side
-from common.diffusion.samplers import describe, sample, sample_ddim, sample_ddpm
+from common.diffusion.dit import build_dit
+from common.diffusion.ema import ema_decay_now, update_ema
+from common.diffusion.samplers import describe, guided_eps, sample, sample_ddim, sample_ddpm
 from common.diffusion.schedule import (
     PREDICTIONS,
     SCHEDULES,
     Schedule,
-    TimestepEmbedding,
     predicting_v,
+    step_and_label,
 )
 from common.diffusion.trainer import (
     BATCH_SIZE,
-    LOSS_WEIGHTINGS,
-    TIMESTEPS,
-    DiffusionModel,
     add_diffusion_flags,
     check_diffusion_flags,
     train_diffusion,
 )
+from common.distribute import draw, gradient_loss
 from common.eval.classifier import FeatureClassifier, describe_fid
+from common.flops import BACKWARD_FACTOR, forward_flops
 from common.results import write_metrics
+from common.run import start
 from common.scaling import to_tanh_range, to_unit_range
 from common.summary import print_summary
-from common.training import prepare
-from common.transformer import GatedResidual, Modulate, PositionEmbedding
 
 CHAPTER = "ch5_ddpm"
+PACKAGE = "chapters.ch5_ddpm"
 # Default budget: 3 epochs of 60,000 images. v-prediction with logit-normal steps reaches there
 # the FID the lecture's loss reaches after 5 (see docs/results.md).
 IMAGES = 180_000
 SHAPE = (28, 28, 1)
 STRIP_STEPS = (0, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000)
 GROUPS = 8
-# The label vectors start unit-normal, as large as the step's embedding, rather than Keras's
-# default uniform(-0.05, 0.05), which drowned the label and made it slow to learn.
-LABEL_STDDEV = 1.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,27 +133,6 @@ def attention_block(x, name: str):
     return layers.Add(name=f"{name}_out")([x, h])
 
 
-def step_and_label(shape, num_classes: int, sinusoid_dim: int, width: int,
-                   image_name: str = "x_t"):
-    """A noise predictor's inputs [x_t, t (int)] (+ label (int)) and its conditioning vector:
-    the step's sinusoidal embedding through a two-layer MLP, plus a learned class vector when
-    there is a label."""
-    x_in = keras.Input(shape, name=image_name)
-    t_in = keras.Input((), dtype="int32", name="t")
-    inputs = [x_in, t_in]
-    emb = TimestepEmbedding(sinusoid_dim, name="t_sinusoidal")(t_in)
-    emb = layers.Dense(width, activation="swish", name="t_mlp_1")(emb)
-    emb = layers.Dense(width, name="t_mlp_2")(emb)
-    if num_classes:
-        label = keras.Input((), dtype="int32", name="label")
-        inputs.append(label)
-        class_vector = layers.Embedding(num_classes + 1, width, name="label_embedding",
-                                        embeddings_initializer=keras.initializers.RandomNormal(
-                                            stddev=LABEL_STDDEV))(label)
-        emb = layers.Add(name="t_plus_label")([emb, class_vector])
-    return inputs, emb
-
-
 def build_unet(channels: int = 32, num_classes: int = 0, attention: bool = True,
                name: str = "unet", shape=SHAPE) -> keras.Model:
     """[x_t (28, 28, 1), t (int)] (+ label (int)) -> predicted noise (28, 28, 1). Any
@@ -177,65 +159,150 @@ def build_unet(channels: int = 32, num_classes: int = 0, attention: bool = True,
     return keras.Model(inputs, out, name=name)
 
 
-def dit_block(x, c, heads: int, name: str):
-    """One DiT block with adaLN-Zero: from the conditioning c, six zero-initialised Dense layers
-    give the shift, scale and gate of the attention and of the MLP branch, so the block starts
-    as the identity (common.transformer)."""
-    width = x.shape[-1]
+# ---------------------------------------------------------------------------------------------
+# Training: Algorithm 1 of Ho et al. (2020).
 
-    def from_c(role):
-        return layers.Dense(width, kernel_initializer="zeros", name=f"{name}_{role}")(c)
-
-    h = layers.LayerNormalization(center=False, scale=False, epsilon=1e-6,
-                                  name=f"{name}_norm_1")(x)
-    h = Modulate(name=f"{name}_modulate_1")([h, from_c("shift_1"), from_c("scale_1")])
-    h = layers.MultiHeadAttention(heads, width // heads, name=f"{name}_attention")(h, h)
-    x = GatedResidual(name=f"{name}_gated_1")([x, h, from_c("gate_1")])
-    h = layers.LayerNormalization(center=False, scale=False, epsilon=1e-6,
-                                  name=f"{name}_norm_2")(x)
-    h = Modulate(name=f"{name}_modulate_2")([h, from_c("shift_2"), from_c("scale_2")])
-    h = layers.Dense(4 * width, activation="gelu", name=f"{name}_mlp_in")(h)
-    h = layers.Dense(width, name=f"{name}_mlp_out")(h)
-    return GatedResidual(name=f"{name}_gated_2")([x, h, from_c("gate_2")])
+LOSS_WEIGHTINGS = ("uniform", "min_snr")
+MIN_SNR_GAMMA = 5.0
+TIMESTEPS = ("uniform", "logit_normal")
 
 
-def build_dit(shape=SHAPE, num_classes: int = 0, *, patch: int = 4, width: int = 128,
-              depth: int = 4, heads: int = 4, name: str = "dit") -> keras.Model:
-    """The diffusion Transformer (DiT, Peebles & Xie 2023): [x_t, t (int)] (+ label (int))
-    -> predicted noise, the same interface as build_unet.
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class DiffusionModel(keras.Model):
+    """A noise predictor eps_theta, trained by Algorithm 1 of Ho et al. (2020) in `train_step`:
 
-    Patchify: a patch x patch convolution with stride `patch` turns the image into a grid of
-    tokens (28x28 with 4x4 patches: 49 tokens; a 7x7 latent with 1x1 patches: 49 too), plus a
-    learned position embedding. The step's sinusoidal embedding through a two-layer MLP, plus
-    a class vector when there is a label, is the conditioning c. `depth` DiT blocks
-    (dit_block: adaLN-Zero) and a final adaptive LayerNorm, then a zero-initialised Dense layer
-    to each token's patch x patch x channels noise values; unpatchify reshapes them back into
-    the image. There is no convolution after the patchify: every interaction between
-    positions is attention.
+        x_0 ~ the data, t ~ Uniform{1, ..., T}, eps ~ N(0, I)
+        x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps              (q(x_t | x_0), eq. 4)
+        one gradient step on  || eps - eps_theta(x_t, t) ||^2       (the simple loss, eq. 14)
+
+    and an exponential moving average of its weights, `ema_network`, to sample with
+    (common.diffusion.ema). `network` maps [x_t, t] (or [x_t, t, label] when `num_classes` is
+    set) to the predicted noise; each label is replaced by the null class `num_classes` with
+    probability `label_dropout`, so one network also learns the unconditional prediction
+    (classifier-free guidance, chapters/ch5_conditional_diffusion.py).
+
+    Three changes to the lecture's loss, each a flag of this chapter:
+    - `timesteps="logit_normal"` draws t / T as the sigmoid of a standard normal (Esser et al.
+      2024, sec. 3.1): most steps land in the middle, where the noise is neither all nor
+      nothing of x_t;
+    - `prediction="v"`: the network predicts v and ends in NoiseFromVelocity
+      (common.diffusion.schedule.predicting_v); its eps error is then weighed by
+      1 / abar_t, which is the plain MSE on v, since eps_hat - eps = sqrt(abar_t)(v_hat - v);
+    - `loss_weighting="min_snr"` weighs each step's error by min(SNR_t, 5) / SNR_t (Hang et
+      al. 2023): the low-noise steps, whose gradients dominate, count less.
     """
-    height, width_px, channels = shape
-    if height % patch or width_px % patch:
-        raise ValueError(f"a {height}x{width_px} input cannot be cut into {patch}x{patch} "
-                         "patches")
-    grid = (height // patch, width_px // patch)
-    inputs, c = step_and_label(shape, num_classes, width, width)
-    c = layers.Activation("swish", name="c_act")(c)
-    h = layers.Conv2D(width, patch, strides=patch, name="patchify")(inputs[0])
-    h = layers.Reshape((grid[0] * grid[1], width), name="tokens")(h)
-    h = PositionEmbedding(name="position_embedding")(h)
-    for i in range(depth):
-        h = dit_block(h, c, heads, f"block{i}")
-    h = layers.LayerNormalization(center=False, scale=False, epsilon=1e-6, name="final_norm")(h)
-    h = Modulate(name="final_modulate")([
-        h, layers.Dense(width, kernel_initializer="zeros", name="final_shift")(c),
-        layers.Dense(width, kernel_initializer="zeros", name="final_scale")(c)])
-    h = layers.Dense(patch * patch * channels, kernel_initializer="zeros",
-                     name="to_patches")(h)
-    h = layers.Reshape((*grid, patch, patch, channels), name="patch_grid")(h)
-    h = layers.Permute((1, 3, 2, 4, 5), name="interleave")(h)
-    out = layers.Reshape(shape, name="noise")(h)
-    return keras.Model(inputs, out, name=name)
 
+    def __init__(self, network: keras.Model, ema_network: keras.Model, *, steps: int = 1000,
+                 num_classes: int = 0, label_dropout: float = 0.1, ema_decay: float = 0.999,
+                 seed: int | None = None, schedule: Schedule | None = None,
+                 loss_weighting: str = "uniform", prediction: str = "eps",
+                 timesteps: str = "uniform", **kwargs):
+        super().__init__(**kwargs)
+        if loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"unknown loss weighting {loss_weighting!r}")
+        if prediction not in PREDICTIONS or timesteps not in TIMESTEPS:
+            raise ValueError(f"unknown prediction {prediction!r} or timesteps {timesteps!r}")
+        self.network, self.ema_network = network, ema_network
+        self.schedule = schedule or Schedule(steps)
+        self.num_classes, self.label_dropout, self.ema_decay = num_classes, label_dropout, ema_decay
+        self.loss_weighting, self.prediction, self.timesteps = loss_weighting, prediction, timesteps
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.alpha_bars = ops.convert_to_tensor(self.schedule.alpha_bars, "float32")
+        self.step_weights = ops.convert_to_tensor(self.loss_weights(), "float32")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.ema_network.set_weights(self.network.get_weights())
+        self.built = True
+
+    def train_step(self, data):
+        x0, labels, _ = keras.utils.unpack_x_y_sample_weight(data)  # fit or train_on_batch
+        labels = labels if self.num_classes else None
+        n = ops.shape(x0)[0]
+        t = self.draw_steps(n)  # t in 1..T, one per image
+        eps = draw(keras.random.normal, ops.shape(x0), seed=self.seed_generator)
+        abar = ops.reshape(ops.take(self.alpha_bars, t - 1), (-1, 1, 1, 1))
+        x_t = ops.sqrt(abar) * x0 + ops.sqrt(1.0 - abar) * eps  # noised in one jump
+        if labels is not None:  # sometimes "no label": the unconditional prediction
+            drop = draw(keras.random.uniform, (n,), seed=self.seed_generator) < self.label_dropout
+            labels = ops.where(drop, self.num_classes, ops.cast(labels, "int32"))
+        with tf.GradientTape() as tape:
+            predicted = self.network([x_t, t] if labels is None else [x_t, t, labels],
+                                     training=True)
+            # || eps - eps_theta ||^2 per image, in float32 whatever the network computed in
+            error = ops.mean(ops.square(eps - ops.cast(predicted, "float32")), axis=(1, 2, 3))
+            loss = ops.mean(ops.take(self.step_weights, t - 1) * error)
+            share = gradient_loss(loss, self.optimizer)  # this replica's part, loss-scaled
+        weights = self.network.trainable_weights
+        self.optimizer.apply(tape.gradient(share, weights), weights)
+        update_ema(self.ema_network, self.network,
+                   ema_decay_now(self.ema_decay, ops.cast(self.optimizer.iterations, "float32")))
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    def draw_steps(self, n):
+        """n training steps t in 1..T: uniform (the lecture's), or logit-normal."""
+        steps = self.schedule.steps
+        if self.timesteps == "uniform":
+            return draw(keras.random.randint, (n,), 1, steps + 1, seed=self.seed_generator)
+        u = ops.sigmoid(draw(keras.random.normal, (n,), seed=self.seed_generator))
+        return ops.cast(ops.clip(ops.ceil(u * steps), 1, steps), "int32")
+
+    def loss_weights(self) -> np.ndarray:
+        """Each step's weight in the loss: 1 (the lecture's), 1 / abar_t (v-prediction), or
+        min(SNR_t, 5) / SNR_t (Min-SNR, the same in eps and in v terms)."""
+        snr = self.schedule.snr()
+        if self.loss_weighting == "min_snr":
+            return np.minimum(snr, MIN_SNR_GAMMA) / snr
+        return 1.0 / self.schedule.alpha_bars if self.prediction == "v" else np.ones_like(snr)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def training_flops_per_image(self) -> int:
+        """One forward and backward pass of the noise predictor (the EMA copy only averages
+        weights); see common.flops."""
+        return BACKWARD_FACTOR * forward_flops(self.network)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling: Algorithm 2 of Ho et al. (2020).
+
+def ancestral_sample(network, schedule: Schedule, shape, *, seed: int = 0, labels=None,
+                     guidance: float = 1.0, null_class: int = 0, keep_every: int = 0):
+    """Algorithm 2, written out:
+
+        x_T ~ N(0, I)
+        for t = T, ..., 1:
+            z ~ N(0, I) if t > 1, else z = 0
+            x_{t-1} = (x_t - beta_t / sqrt(1 - abar_t) eps_theta(x_t, t)) / sqrt(alpha_t)
+                      + sigma_t z,      sigma_t^2 = (1 - abar_{t-1}) / (1 - abar_t) beta_t
+        return x_0
+
+    T network passes per image. (At t = 1, sigma_1 = 0, so drawing z there changes nothing;
+    it is drawn anyway, to use the same random numbers as common.diffusion.samplers, whose
+    compiled `sample_ddpm` walks the same steps in one loop, and which the tests hold to this
+    function.) With labels, eps_theta is the guided mix of chapters/ch5_conditional_diffusion.
+    Returns x_0, and with `keep_every` also x_T and then x_t every that many steps."""
+    noise = tf.random.Generator.from_seed(seed)
+    x = noise.normal(shape)
+    frames = [x]
+    predict = tf.function(lambda x_t, t: guided_eps(network, x_t, t, labels, guidance,
+                                                    null_class))  # compiled once, not T times
+    for t in range(schedule.steps, 0, -1):
+        eps = predict(x, tf.fill([shape[0]], t))
+        alpha, beta, abar = (schedule.alphas[t - 1], schedule.betas[t - 1],
+                             schedule.alpha_bars[t - 1])
+        abar_before = schedule.alpha_bars[t - 2] if t > 1 else 1.0
+        sigma = np.sqrt((1.0 - abar_before) / (1.0 - abar) * beta)
+        z = noise.normal(shape)
+        x = (x - beta / np.sqrt(1.0 - abar) * eps) / np.sqrt(alpha) + sigma * z
+        if keep_every and (schedule.steps - t + 1) % keep_every == 0:
+            frames.append(x)
+    return (x.numpy(), np.stack(frames)) if keep_every else x.numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# The model this chapter trains.
 
 def build_diffusion(channels: int = 32, num_classes: int = 0, seed: int | None = None,
                     name: str = "ddpm", attention: bool = False,
@@ -298,93 +365,101 @@ def main(argv=None) -> int:
                                       prediction=args.prediction).network)
         return 0
 
-    run_info = prepare(args, images=IMAGES)
-    data, epochs = run_info.data, run_info.epochs
-    check_square_side(data, multiple=4)
-    shape = data.image_shape  # 28x28x1, or 32x32x3 colour
-    model = build_diffusion(args.channels, seed=args.seed, attention=args.attention,
-                            denoiser=args.denoiser, shape=shape, schedule=args.schedule,
-                            loss_weighting=args.loss_weighting, prediction=args.prediction,
-                            timesteps=args.timesteps)
-    print_summary(model.network)
-    print(f"\n== training the noise predictor for {plural(epochs, 'epoch')} ==")
-    run_ = train_diffusion(model, data, epochs=epochs, batch_size=args.batch_size,
-                           learning_rate=args.learning_rate, seed=args.seed, out=args.out)
-    figures.image_grid(noising_strip(to_tanh_range(data.x_test[0]), model.schedule, args.seed),
-                       args.out / "noising_strip.png", ncols=len(STRIP_STEPS),
-                       titles=[f"t={t}" for t in STRIP_STEPS],
-                       suptitle="The forward process: x_t = sqrt(abar_t) x_0 + "
-                                "sqrt(1 - abar_t) eps")
-
-    judge = FeatureClassifier.for_dataset(data, args.out.parent)
-    n_fid = min(args.fid_samples, 64) if args.quick else args.fid_samples
-    label = describe(args.sampler, args.sampling_steps)
-    print(f"\nsampling {n_fid} images with {label} for the FID")
-    drawn = to_unit_range(sample(model.ema_network, model.schedule, (n_fid, *shape),
-                                 sampler=args.sampler, sampling_steps=args.sampling_steps,
-                                 seed=args.seed))
-    scored = judge.fid_report(data, drawn)
-    print(f"{label} samples: {describe_fid(scored)}")
-    timing, strips = {}, None
-    if not args.quick:  # 1000 network passes per image: minutes, so not in a smoke test
-        timing, strips = compare_samplers(model, judge, data, 64, args.seed, shape)
-        print(f"64-image timing: DDPM-1000 {timing['ddpm_seconds']:.1f} s (FID "
-              f"{timing['ddpm_fid']:.1f}), DDIM-50 {timing['ddim_seconds']:.1f} s (FID "
-              f"{timing['ddim_fid']:.1f}); ratio {timing['time_ratio']:.3f}")
-    reverse_process_figure(model, args.out / "reverse_process.png", args.seed, strips, shape)
-    figures.image_grid(drawn[:100], args.out / "samples.png", ncols=10,
-                       suptitle=f"{label} samples from the EMA weights")
-    figures.curves({"train MSE on the noise": run_.history["loss"]}, args.out / "loss_curve.png",
-                   title="DDPM training loss", ylabel="MSE")
-    # the file name stays with --denoiser dit too: ch5_samplers loads whichever network it is
-    save_model(model.ema_network, args.out / "unet_ema.keras")
-    save_model(model.network, args.out / "unet.keras")  # the last trained weights, to compare
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs,
-                  judge=judge, wall_seconds=run_info.elapsed(), models={"ddpm": {
-                      "sampler": label, **scored, **timing,
-                      "params": model.network.count_params(), "channels": args.channels,
-                      "denoiser": args.denoiser, "schedule": args.schedule,
-                      "loss_weighting": args.loss_weighting, "prediction": args.prediction,
-                      "timesteps": args.timesteps,
-                      **run_.speed()}})
-    print(f"\nFigures, the denoisers (EMA and last) and metrics.json are in {args.out}/ "
+    with start(args, images=IMAGES) as run:
+        data = run.data
+        check_square_side(data, multiple=4)
+        shape = data.image_shape  # 28x28x1, or 32x32x3 colour
+        model = build_diffusion(args.channels, seed=run.seed, attention=args.attention,
+                                denoiser=args.denoiser, shape=shape, schedule=args.schedule,
+                                loss_weighting=args.loss_weighting, prediction=args.prediction,
+                                timesteps=args.timesteps)
+        print_summary(model.network)
+        print(f"\n== training the noise predictor for {plural(run.epochs, 'epoch')} ==")
+        trained = train_diffusion(model, data, epochs=run.epochs, batch_size=run.batch_size,
+                                  learning_rate=args.learning_rate, seed=run.seed, out=run.out)
+        figures.image_grid(noising_strip(to_tanh_range(data.x_test[0]), model.schedule,
+                                         run.seed),
+                           run.out / "noising_strip.png", ncols=len(STRIP_STEPS),
+                           titles=[f"t={t}" for t in STRIP_STEPS],
+                           suptitle="The forward process: x_t = sqrt(abar_t) x_0 + "
+                                    "sqrt(1 - abar_t) eps")
+        judge = FeatureClassifier.for_dataset(data, run.out.parent)
+        label = describe(args.sampler, args.sampling_steps)
+        drawn, scored, timing = measure(model, judge, data, run, args.sampler,
+                                        args.sampling_steps,
+                                        min(args.fid_samples, 64) if run.quick
+                                        else args.fid_samples)
+        reverse_process_figure(model, run.out / "reverse_process.png", run.seed, shape,
+                               written_out=not run.quick)
+        figures.image_grid(drawn[:100], run.out / "samples.png", ncols=10,
+                           suptitle=f"{label} samples from the EMA weights")
+        figures.curves({"train MSE on the noise": trained.history["loss"]},
+                       run.out / "loss_curve.png", title="DDPM training loss", ylabel="MSE")
+        # the file name stays with --denoiser dit too: ch5_samplers loads whichever it is
+        save_model(model.ema_network, run.out / "unet_ema.keras")
+        save_model(model.network, run.out / "unet.keras")  # the last trained weights
+        write_metrics(run, judge=judge, models={"ddpm": {
+            "sampler": label, **scored, **timing, "params": model.network.count_params(),
+            "channels": args.channels, "denoiser": args.denoiser, "schedule": args.schedule,
+            "loss_weighting": args.loss_weighting, "prediction": args.prediction,
+            "timesteps": args.timesteps, **trained.speed()}})
+    print(f"\nFigures, the denoisers (EMA and last) and metrics.json are in {run.out}/ "
           "(start with reverse_process.png); next, python chapters/ch5_samplers.py "
-          f"--run {args.out} compares the samplers")
+          f"--run {run.out} compares the samplers")
     return 0
 
 
-def reverse_process_figure(model, path, seed: int, strips=None, shape=SHAPE) -> None:
-    """Six samples as strips of x_t, from noise to image: the ancestral DDPM run of
-    compare_samplers every 100 steps, or (in a --quick run, which skips it) DDIM-50 every 5
-    of its steps."""
-    if strips is None:
+def measure(model, judge, data, run, sampler: str, steps: int | None, count: int):
+    """`count` samples with the chosen sampler, scored by the judge; in a full run also the
+    time and FID of 64 images with DDPM-1000 against DDIM-50. Returns the samples, their
+    scores and the timing."""
+    label = describe(sampler, steps)
+    print(f"\nsampling {count} images with {label} for the FID")
+    drawn = to_unit_range(sample(model.ema_network, model.schedule, (count, *data.image_shape),
+                                 sampler=sampler, sampling_steps=steps, seed=run.seed))
+    scored = judge.fid_report(data, drawn)
+    print(f"{label} samples: {describe_fid(scored)}")
+    timing = {}
+    if not run.quick:  # 1000 network passes per image: minutes, so not in a smoke test
+        timing = compare_samplers(model, judge, data, 64, run.seed, data.image_shape)
+        print(f"64-image timing: DDPM-1000 {timing['ddpm_seconds']:.1f} s (FID "
+              f"{timing['ddpm_fid']:.1f}), DDIM-50 {timing['ddim_seconds']:.1f} s (FID "
+              f"{timing['ddim_fid']:.1f}); ratio {timing['time_ratio']:.3f}")
+    return drawn, scored, timing
+
+
+def reverse_process_figure(model, path, seed: int, shape=SHAPE, written_out: bool = True):
+    """Six samples as strips of x_t, from noise to image: Algorithm 2 as written out above
+    (`ancestral_sample`), every 100 of its 1000 steps, or in a --quick run DDIM-50 every 5 of
+    its steps."""
+    if written_out:
+        strips = ancestral_sample(model.ema_network, model.schedule, (6, *shape),
+                                  seed=seed + 1, keep_every=100)
+        name = "Algorithm 2, every 100 of 1000 steps"
+    else:
         strips = sample_ddim(model.ema_network, model.schedule, (6, *shape), seed=seed + 1,
                              keep_every=5)
         name = "DDIM-50, every 5 of its steps"
-    else:
-        name = "ancestral DDPM, every 100 of 1000 steps"
     frames = to_unit_range(strips[1][:, :6].transpose(1, 0, 2, 3, 4))  # x_T ... x_0 per row
     figures.image_grid(frames.reshape(-1, *shape), path, ncols=frames.shape[1],
                        suptitle=f"The reverse process, noise to image ({name})")
 
 
-def compare_samplers(model, judge, data, n: int, seed: int, shape=SHAPE):
-    """Time DDPM-1000 and DDIM-50 drawing n images each (the time includes tracing each
-    sampler's loop, a few seconds); the FID of each set. Also returns the DDPM run's final
-    images and its x_t every 100 steps, which the reverse-process figure shows."""
-    results, strips = {}, None
+def compare_samplers(model, judge, data, n: int, seed: int, shape=SHAPE) -> dict:
+    """Time DDPM-1000 and DDIM-50 (common.diffusion.samplers, each a compiled loop) drawing n
+    images each (the time includes tracing each loop, a few seconds); the FID of each set."""
+    results = {}
     for name, sampler, keep in (("ddpm", sample_ddpm, 100), ("ddim", sample_ddim, 0)):
-        start = time.perf_counter()
+        began = time.perf_counter()
         drawn = sampler(model.ema_network, model.schedule, (n, *shape), seed=seed + 7,
                         keep_every=keep)
-        results[f"{name}_seconds"] = round(time.perf_counter() - start, 2)
-        if keep:
-            strips, drawn = drawn, drawn[0]
+        results[f"{name}_seconds"] = round(time.perf_counter() - began, 2)
+        drawn = drawn[0] if keep else drawn
         results[f"{name}_fid"] = round(judge.fid(data.x_test, to_unit_range(drawn)), 3)
     results["time_ratio"] = round(results["ddim_seconds"] / results["ddpm_seconds"], 4)
     results["timed_images"] = n
-    return results, strips
+    return results
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(run_main(main))

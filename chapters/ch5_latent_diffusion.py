@@ -27,9 +27,13 @@ With it a learner can:
 
 Measured with the same judge as every generative chapter (common.eval.classifier): the
 autoencoder's reconstruction MSE and the judge's accuracy on reconstructions (the ceiling of
-anything drawn through this decoder), the conditional accuracy and classifier FID of samples
-at each guidance scale, the time to draw 100 samples, and the same numbers next to the
-pixel-space chapter's when its run is found (vs_pixel_space.png).
+anything drawn through this decoder), the conditional accuracy, classifier FID and KID of
+samples at each guidance scale, and the time to draw 100 samples. `run_all.py` puts these
+numbers beside the pixel-space chapter's (its report's "latent against pixel space").
+
+A folder that holds a finished run is used as it is by --prompt and --image-to-image (they
+draw with its models and train nothing); a run interrupted after the autoencoder's phase
+resumes with the trained autoencoder.
 
 Run:  python chapters/ch5_latent_diffusion.py [--dataset fashion_mnist] [--guidance 2.5]
       python chapters/ch5_latent_diffusion.py --prompt "ankle boot" --prompt dress
@@ -38,12 +42,11 @@ Run:  python chapters/ch5_latent_diffusion.py [--dataset fashion_mnist] [--guida
 
 from __future__ import annotations
 
-import json
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 if __package__ in (None, ""):  # run as a script: make `common` and `chapters` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -55,8 +58,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from chapters.ch5_conditional_diffusion import guided_samples
-from chapters.ch5_ddpm import attention_block, build_dit, residual_block, step_and_label
+from chapters.ch3_vae import Sampling
+from chapters.ch5_ddpm import DiffusionModel, attention_block, residual_block
 from common import figures
 from common.atomic import save_model, write_json
 from common.cli import (
@@ -65,13 +68,13 @@ from common.cli import (
     parse,
     plural,
     positive_int,
-    run,
+    run_main,
 )
+from common.diffusion.dit import build_dit
 from common.diffusion.samplers import DEFAULT_STEPS, describe, sample, sample_ddim
-from common.diffusion.schedule import Schedule
+from common.diffusion.schedule import Schedule, step_and_label
 from common.diffusion.trainer import (
     BATCH_SIZE,
-    DiffusionModel,
     add_denoiser_flag,
     add_sampler_flags,
     check_diffusion_flags,
@@ -79,16 +82,18 @@ from common.diffusion.trainer import (
 )
 from common.distribute import gradient_loss
 from common.errors import UserError
-from common.eval.classifier import FeatureClassifier, describe_fid, describe_scores
+from common.eval.classifier import FeatureClassifier
+from common.eval.guidance import by_guidance, guidance_sweep
 from common.pipeline import batches
-from common.results import write_metrics
+from common.results import EarlierRun, read_run, write_metrics
+from common.run import start
 from common.summary import print_summary
-from common.training import cosine_adam, fit, prepare
-from common.vae.layers import Sampling, kl_to_standard_normal
+from common.training import cosine_adam, fit
+from common.vae.elbo import kl_to_standard_normal
 
 CHAPTER = "ch5_latent_diffusion"
 PACKAGE = "ch5_latent_diffusion"
-# C = 2 channels: at equal diffusion training, conditional accuracy 0.90 against 0.82 with
+# C = 2 channels: at equal diffusion training, more samples show their class than with
 # C = 4, for reconstructions nearly as good (see docs/results.md).
 LATENT_CHANNELS = 2
 DOWNSAMPLING = 4  # 28x28 -> 7x7, the paper's f = 4
@@ -98,15 +103,15 @@ AE_IMAGES = 60_000  # one epoch of Fashion-MNIST
 AE_LEARNING_RATE = 2e-3
 AE_BATCH = 64
 IMAGES = 180_000  # diffusion training images (3 epochs of codes)
-DIT_WIDTH = 96  # --denoiser dit: 712,802 parameters (the residual denoiser has 374,978)
-# Stable Diffusion's noise levels (beta from 0.00085 to 0.012), gentler than pixel DDPM's 0.02:
+DIT_WIDTH = 96  # --denoiser dit: about twice the residual denoiser's parameters
+# Stable Diffusion's noise levels (beta from 0.00085 to 0.012), gentler than pixel DDPM's:
 # higher conditional accuracy at equal training on these codes (see docs/results.md).
 BETAS = (0.00085, 0.012)
 SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
 GUIDANCE = 2.5
 SIDE_SHARE = 0.3  # the scales other than --guidance are scored on 30% as many samples
 STRENGTHS = (0.3, 0.5, 0.7)
-BARS = {"mnist": 0.97, "fashion_mnist": 0.95}
+ECHO = 60  # characters of a bad prompt repeated in its error line
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
                 "nine")
 SAVED = ("encoder.keras", "decoder.keras", "denoiser_ema.keras", "latent_diffusion.json")
@@ -159,7 +164,7 @@ class KLAutoencoder(keras.Model):
                + kl_weight * KL(q(z | x) || N(0, I)),
 
     the first term the pixels' Bernoulli cross-entropy (computed from the logits), z drawn
-    from q(z | x) with the reparameterisation trick (common.vae.layers.Sampling); both sums
+    from q(z | x) with the reparameterisation trick (chapters/ch3_vae.py Sampling); both sums
     per image, as in the latent diffusion paper. A VAE's KL weight would be 1; a small one
     keeps reconstructions sharp and only stops the codes from drifting to any scale.
     `scale` (1 / the codes' standard deviation, set after training) gives diffusion
@@ -290,10 +295,12 @@ def prompt_vocabulary(class_names) -> dict[str, int]:
 
 
 def parse_prompt(text: str, class_names) -> int:
-    """The class a prompt asks for; an unknown prompt is a UserError naming the valid ones."""
+    """The class a prompt asks for; an unknown prompt is a UserError naming the valid ones
+    (and repeating at most ECHO characters of the prompt)."""
     index = prompt_vocabulary(class_names).get(_key(text))
     if index is None or not _key(text):
-        raise UserError(f"unknown prompt {text!r}; the prompts are the class names: "
+        shown = text if len(text) <= ECHO else f"{text[:ECHO]}... ({len(text):,} characters)"
+        raise UserError(f"unknown prompt {shown!r}; the prompts are the class names: "
                         + ", ".join(repr(n) for n in class_names))
     return index
 
@@ -342,22 +349,53 @@ def image_to_image(model, autoencoder, images, labels, strength: float, *, guida
 # ---------------------------------------------------------------------------------------------
 # The main job.
 
-def train_autoencoder(data, args, seed: int) -> tuple[KLAutoencoder, object]:
-    """One pass over the training images (AE_IMAGES), then the scale factor from the codes."""
-    autoencoder = build_autoencoder(data.image_shape, args.latent_channels, seed=seed)
-    epochs = max(1, round(AE_IMAGES / len(data.x_train))) if not args.quick else 1
+def train_autoencoder(data, run, latent_channels: int) -> tuple[KLAutoencoder, dict]:
+    """One pass over the training images (AE_IMAGES), then the scale factor from the codes.
+    The trained autoencoder is kept in out/.backup/ until the run finishes, so a run
+    interrupted later resumes with it instead of training it again. Returns it and its
+    training numbers."""
+    kept = run.out / ".backup" / "autoencoder"
+    if (kept / "autoencoder.json").exists():
+        try:
+            autoencoder, report = load_autoencoder(kept)
+            print(f"\n== 1. the autoencoder: trained earlier in this run, from {kept}/ ==")
+            return autoencoder, report
+        except UserError as err:  # damaged: train it again
+            print(f"note: {err}; training the autoencoder again")
+    autoencoder = build_autoencoder(data.image_shape, latent_channels, seed=run.seed)
+    epochs = max(1, round(AE_IMAGES / len(data.x_train))) if not run.quick else 1
     batch = min(AE_BATCH, len(data.x_train))
     steps = epochs * (len(data.x_train) // batch)
     autoencoder.compile(optimizer=cosine_adam(AE_LEARNING_RATE, steps))
     print_summary(autoencoder.encoder)
     print_summary(autoencoder.decoder)
     print(f"\n== 1. the autoencoder, {plural(epochs, 'epoch')} ==")
-    result = fit(autoencoder, batches(data.x_train, batch_size=batch, seed=seed),
-                 epochs=epochs, batch_size=batch, out=args.out, tag="autoencoder",
-                 nan_hint="try a smaller --latent-channels")
+    trained = fit(autoencoder, batches(data.x_train, batch_size=batch, seed=run.seed),
+                  epochs=epochs, batch_size=batch, out=run.out, tag="autoencoder",
+                  nan_hint="try a smaller --latent-channels")
     mean, _ = autoencoder.encoder.predict(data.x_train, batch_size=500, verbose=0)
     autoencoder.scale = float(1.0 / mean.std())
-    return autoencoder, result
+    save_autoencoder(autoencoder, kept, speed=trained.speed())
+    return autoencoder, trained.speed()
+
+
+def save_autoencoder(autoencoder: KLAutoencoder, folder: Path, **record) -> None:
+    save_model(autoencoder.encoder, folder / "encoder.keras")
+    save_model(autoencoder.decoder, folder / "decoder.keras")
+    write_json(folder / "autoencoder.json", {"scale_factor": autoencoder.scale,
+                                             "kl_weight": autoencoder.kl_weight, **record})
+
+
+def load_autoencoder(folder: Path) -> tuple[KLAutoencoder, dict]:
+    """An autoencoder saved by save_autoencoder (in a run folder, or its backup), and the
+    rest of its record."""
+    earlier = EarlierRun.files_of(folder, CHAPTER, f"delete {folder} to train it again")
+    record = earlier.json("autoencoder.json", keys=("scale_factor", "kl_weight"))
+    autoencoder = KLAutoencoder(earlier.model("encoder.keras", layers=("z_mean", "z_log_var")),
+                                earlier.model("decoder.keras", layers=("logits",)),
+                                kl_weight=record.pop("kl_weight"))
+    autoencoder.scale = float(record.pop("scale_factor"))
+    return autoencoder, record.get("speed", {})
 
 
 def autoencoder_report(autoencoder, judge, data) -> dict:
@@ -385,23 +423,30 @@ def save_run(out: Path, autoencoder, model, data, denoiser: str) -> None:
 
 
 def load_run(out: Path, data, denoiser: str = "unet"):
-    """The autoencoder and diffusion model an earlier run saved in `out` for the same data and
-    kind of denoiser, or None (nothing saved, or saved for other data or another denoiser)."""
-    if not all((out / name).exists() for name in SAVED):
+    """The autoencoder and diffusion model of the finished run in `out`, or None when `out`
+    holds no run. A run that cannot serve this request (damaged files, another chapter's,
+    other data, the other denoiser) is a UserError that says what is there and what to do:
+    a finished run is never trained over unless --retrain asks for it."""
+    if not (out / "metrics.json").exists() and not any((out / n).exists() for n in SAVED):
         return None
-    info = json.loads((out / "latent_diffusion.json").read_text())
-    if (info["dataset"] != data.name or tuple(info["image_shape"]) != data.image_shape
-            or info.get("denoiser", "unet") != denoiser):
-        return None
-
-    def load(name):
-        return keras.saving.load_model(out / name, safe_mode=True)
-
-    autoencoder = KLAutoencoder(load("encoder.keras"), load("decoder.keras"),
+    again = "train one with --retrain, or give another --out"
+    earlier = read_run(out, CHAPTER, allow_quick=True, remedy=again)
+    info = earlier.json("latent_diffusion.json",
+                        keys=("dataset", "image_shape", "scale_factor", "kl_weight", "betas"))
+    if info["dataset"] != data.name or tuple(info["image_shape"]) != data.image_shape:
+        raise UserError(f"{out} holds a latent-diffusion run on {info['dataset']}, not "
+                        f"{data.name}; pass --dataset {info['dataset']} to use it, or {again}")
+    saved = info.get("denoiser", "unet")
+    if saved != denoiser:
+        raise UserError(f"{out} holds a latent-diffusion run with the {saved} denoiser, not "
+                        f"{denoiser}; pass --denoiser {saved} to draw with it, or to have the "
+                        f"{denoiser}, {again}")
+    autoencoder = KLAutoencoder(earlier.model("encoder.keras", layers=("z_mean", "z_log_var")),
+                                earlier.model("decoder.keras", layers=("logits",)),
                                 kl_weight=info["kl_weight"])
     autoencoder.scale = info["scale_factor"]
-    denoiser = load("denoiser_ema.keras")
-    model = DiffusionModel(denoiser, denoiser, num_classes=data.num_classes,
+    network = earlier.model("denoiser_ema.keras", inputs=3)
+    model = DiffusionModel(network, network, num_classes=data.num_classes,
                            schedule=Schedule(1000, *info["betas"]))
     return autoencoder, model
 
@@ -416,7 +461,7 @@ def main(argv=None) -> int:
                         help="the denoiser's width, a multiple of 8 (default 64)")
     parser.add_argument("--latent-channels", type=positive_int, default=LATENT_CHANNELS,
                         help=f"channels C of the 7x7xC codes (default {LATENT_CHANNELS})")
-    # w = 2.5: at 2 the conditional accuracy stayed below 0.95 (see docs/results.md)
+    # w = 2.5: at 2 the conditional accuracy stayed below the bar (see docs/results.md)
     parser.add_argument("--guidance", type=non_negative_float, default=GUIDANCE,
                         help="guidance scale w of the class grid, the prompts and the bar "
                              f"(default {GUIDANCE:g})")
@@ -429,6 +474,9 @@ def main(argv=None) -> int:
     parser.add_argument("--source", default=None,
                         help="the class of the images --image-to-image starts from (default "
                              "class 6, Shirt on Fashion-MNIST)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="with --prompt or --image-to-image: train afresh even where the "
+                             "folder holds a finished run (which is replaced)")
     args = parse(parser, argv)
     check_diffusion_flags(parser, args)
     if args.summary:
@@ -439,121 +487,115 @@ def main(argv=None) -> int:
                                              channels=args.channels,
                                              denoiser=args.denoiser).network)
         return 0
-
-    run_info = prepare(args, images=IMAGES, image_shape=(28, 28, 1))
-    data, k = run_info.data, run_info.data.num_classes
-    try:
-        prompts = [parse_prompt(text, data.class_names) for text in args.prompt]
-    except UserError as err:
-        parser.error(f"--prompt: {err}")
-    try:
-        source = 6 % k if args.source is None else parse_prompt(args.source, data.class_names)
-    except UserError as err:
-        parser.error(f"--source: {err}")
-    draw = {"sampler": args.sampler, "steps": args.sampling_steps}
-    if args.quick and args.sampler != "ddpm":  # a smoke test checks the plumbing: few steps
-        draw["steps"] = min(args.sampling_steps or 10, 10)
-
-    generate_only = args.prompt or args.image_to_image
-    loaded = load_run(args.out, data, args.denoiser) if generate_only else None
-    if loaded is not None:  # only generate, with what an earlier run trained
-        print(f"using the models trained earlier in {args.out}/")
-        autoencoder, model = loaded
-        judge = FeatureClassifier.for_dataset(data, args.out.parent)
-    else:
-        autoencoder, model, judge = train_and_measure(args, run_info, draw, source)
-    for text, label in zip(args.prompt, prompts):
-        path = args.out / f"prompt_{_key(text)}.png"
-        images = generate(model, autoencoder, np.full(20, label), args.guidance, args.seed + 5,
-                          **draw)
-        verdicts = judge.predict(images)
-        figures.image_grid(images, path, ncols=10,
-                           titles=[data.class_names[v] for v in verdicts],
-                           suptitle=f"\"{data.class_names[label]}\" (w = {args.guidance:g}); "
-                                    f"the judge's verdict above each: "
-                                    f"{np.mean(verdicts == label):.0%} agree")
-        print(f"prompt {text!r}: {path}")
-    if args.image_to_image or loaded is None:
-        target = prompts[0] if prompts else 3 % k
-        path = image_to_image_figure(model, autoencoder, judge, data, source, target, args,
-                                     draw)
-        print(f"image-to-image, {data.class_names[source]} -> {data.class_names[target]}: "
-              f"{path}")
+    with start(args, images=IMAGES, image_shape=(28, 28, 1)) as run:
+        data, k = run.data, run.data.num_classes
+        prompts = [read_prompt(parser, "--prompt", text, data) for text in args.prompt]
+        source = 6 % k if args.source is None else read_prompt(parser, "--source",
+                                                                args.source, data)
+        draw = {"sampler": args.sampler, "steps": args.sampling_steps}
+        if run.quick and args.sampler != "ddpm":  # a smoke test checks the plumbing
+            draw["steps"] = min(args.sampling_steps or 10, 10)
+        generate_only = (args.prompt or args.image_to_image) and not args.retrain
+        loaded = load_run(run.out, data, args.denoiser) if generate_only else None
+        if loaded is not None:  # only generate, with what an earlier run trained
+            print(f"using the models trained earlier in {run.out}/")
+            autoencoder, model = loaded
+            judge = FeatureClassifier.for_dataset(data, run.out.parent)
+        else:
+            autoencoder, model, judge = train_and_measure(run, args, draw)
+        for text, label in zip(args.prompt, prompts):
+            prompt_figure(model, autoencoder, judge, data, text, label, args.guidance,
+                          run.seed + 5, draw, run.out)
+        if args.image_to_image or loaded is None:
+            target = prompts[0] if prompts else 3 % k
+            path = image_to_image_figure(model, autoencoder, judge, data, source, target,
+                                         args.guidance, run.seed + 4, draw, run.out)
+            print(f"image-to-image, {data.class_names[source]} -> "
+                  f"{data.class_names[target]}: {path}")
     return 0
 
 
-def train_and_measure(args, run_info, draw, source):
+def read_prompt(parser, flag: str, text: str, data) -> int:
+    try:
+        return parse_prompt(text, data.class_names)
+    except UserError as err:
+        parser.error(f"{flag}: {err}")
+
+
+def prompt_figure(model, autoencoder, judge, data, text: str, label: int, guidance: float,
+                  seed: int, draw, out: Path) -> None:
+    """20 images for one prompt, with the judge's verdict above each."""
+    path = out / f"prompt_{_key(text)}.png"
+    images = generate(model, autoencoder, np.full(20, label), guidance, seed, **draw)
+    verdicts = judge.predict(images)
+    figures.image_grid(images, path, ncols=10, titles=[data.class_names[v] for v in verdicts],
+                       suptitle=f"\"{data.class_names[label]}\" (w = {guidance:g}); "
+                                f"the judge's verdict above each: "
+                                f"{np.mean(verdicts == label):.0%} agree")
+    print(f"prompt {text!r}: {path}")
+
+
+def train_and_measure(run, args, draw):
     """Train both parts, score the samples, write every figure and metrics.json."""
-    data, k = run_info.data, run_info.data.num_classes
-    autoencoder, ae_run = train_autoencoder(data, args, args.seed)
-    judge = FeatureClassifier.for_dataset(data, args.out.parent)
-    ae_report = {**autoencoder_report(autoencoder, judge, data), **ae_run.speed()}
+    data, k = run.data, run.data.num_classes
+    autoencoder, ae_speed = train_autoencoder(data, run, args.latent_channels)
+    judge = FeatureClassifier.for_dataset(data, run.out.parent)
+    ae_report = {**autoencoder_report(autoencoder, judge, data), **ae_speed}
     print(f"autoencoder: test MSE {ae_report['test_mse']:.4f}; the judge reads its "
           f"reconstructions with accuracy {ae_report['judge_accuracy_on_reconstructions']:.3f}"
           f", FID {ae_report['reconstruction_fid']:.2f}; scale factor "
           f"{autoencoder.scale:.4f}")
-    autoencoder_figures(autoencoder, data, args.out)
+    autoencoder_figures(autoencoder, data, run.out)
 
     codes = autoencoder.encode(data.x_train)
-    model = build_latent_diffusion(codes.shape[1:], k, args.channels, seed=args.seed,
+    model = build_latent_diffusion(codes.shape[1:], k, args.channels, seed=run.seed,
                                    denoiser=args.denoiser)
     print_summary(model.network)
-    epochs = run_info.epochs
     print(f"\n== 2. diffusion on the {'x'.join(map(str, codes.shape[1:]))} codes, "
-          f"{plural(epochs, 'epoch')} (labels dropped 10% of the time) ==")
-    diffusion_run = train_diffusion(model, data, epochs=epochs, batch_size=args.batch_size,
-                                    learning_rate=args.learning_rate, seed=args.seed,
-                                    out=args.out, x_train=codes)
+          f"{plural(run.epochs, 'epoch')} (labels dropped 10% of the time) ==")
+    diffusion_run = train_diffusion(model, data, epochs=run.epochs, batch_size=run.batch_size,
+                                    learning_rate=args.learning_rate, seed=run.seed,
+                                    out=run.out, x_train=codes)
 
     print("\n== 3. sampling ==")
     label = describe(args.sampler, draw["steps"])
-    per_class = max(1, (min(args.fid_samples, 100) if args.quick else args.fid_samples) // k)
-    scores = {}
-    for w in sorted({*SCALES, args.guidance}):
-        count = per_class if w == args.guidance else max(1, round(per_class * SIDE_SHARE))
-        asked = np.repeat(np.arange(k), count)
-        bar = BARS.get(data.name) if w == args.guidance else None
-        scores[w] = judge.score_conditional(generate(model, autoencoder, asked, w, args.seed,
-                                                     **draw), asked, data, bar)
-        print(f"w = {w:g}: {describe_scores(scores[w])}")
+    per_class = max(1, (min(args.fid_samples, 100) if run.quick else args.fid_samples) // k)
+    scores = guidance_sweep(
+        lambda labels, w: generate(model, autoencoder, labels, w, run.seed, **draw), judge,
+        data, scales=SCALES, chosen=args.guidance, per_class=per_class, side_share=SIDE_SHARE)
     timing = time_hundred(model, autoencoder, args.guidance, draw)
     print(f"100 samples in {timing:.2f} s once compiled ({label}, decoding included)")
+    sample_figures(model, autoencoder, data, args.guidance, run.seed, draw, run.out)
+    save_run(run.out, autoencoder, model, data, args.denoiser)
+    write_metrics(run, judge=judge, models={
+        "autoencoder": ae_report,
+        "latent_diffusion": {"guidance": args.guidance, "sampler": label,
+                             **scores[args.guidance], "by_guidance": by_guidance(scores),
+                             "sample_100_seconds": round(timing, 2),
+                             "params": model.network.count_params(), "betas": list(BETAS),
+                             "denoiser": args.denoiser, **diffusion_run.speed()}})
+    shutil.rmtree(run.out / ".backup" / "autoencoder", ignore_errors=True)  # the run is done
+    print(f"\nFigures, the models and metrics.json are in {run.out}/ (start with "
+          "class_grid.png)")
+    return autoencoder, model, judge
 
-    grid = generate(model, autoencoder, np.repeat(np.arange(k), 10), args.guidance,
-                    args.seed + 1, **draw)
-    figures.image_grid(grid, args.out / "class_grid.png", ncols=10, row_labels=data.class_names,
-                       suptitle=f"One row per class, latent diffusion, w = {args.guidance:g} "
+
+def sample_figures(model, autoencoder, data, guidance: float, seed: int, draw, out: Path):
+    """One row per class, one class at growing guidance, and the denoising path."""
+    k, label = data.num_classes, describe(draw["sampler"], draw["steps"])
+    grid = generate(model, autoencoder, np.repeat(np.arange(k), 10), guidance, seed + 1, **draw)
+    figures.image_grid(grid, out / "class_grid.png", ncols=10, row_labels=data.class_names,
+                       suptitle=f"One row per class, latent diffusion, w = {guidance:g} "
                                 f"({label})")
     show = 0
-    rows = [generate(model, autoencoder, np.full(10, show), w, args.seed + 2, **draw)
+    rows = [generate(model, autoencoder, np.full(10, show), w, seed + 2, **draw)
             for w in SCALES]
-    figures.image_grid(np.concatenate(rows), args.out / "guidance_scales.png", ncols=10,
+    figures.image_grid(np.concatenate(rows), out / "guidance_scales.png", ncols=10,
                        row_labels=[f"w = {w:g}" for w in SCALES],
                        suptitle=f"Class '{data.class_names[show]}' at growing guidance: the "
                                 "same noise in every row")
-    denoising_path_figure(model, autoencoder, args, draw, args.out / "denoising_path.png")
-    pixel = pixel_space_comparison(args, data, judge, grid, scores[args.guidance], timing,
-                                   run_info, draw)
-
-    save_run(args.out, autoencoder, model, data, args.denoiser)
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, epochs=epochs, judge=judge,
-                  wall_seconds=run_info.elapsed(), models={
-                      "autoencoder": ae_report,
-                      "latent_diffusion": {
-                          "guidance": args.guidance, "sampler": label,
-                          **scores[args.guidance],
-                          "by_guidance": {f"{w:g}": {key: v[key] for key in (
-                              "conditional_accuracy", "conditional_accuracy_ci95",
-                              "classifier_fid", "fid_ci95", "fid_samples")}
-                              for w, v in scores.items()},
-                          "sample_100_seconds": round(timing, 2),
-                          "params": model.network.count_params(), "betas": list(BETAS),
-                          "denoiser": args.denoiser,
-                          **diffusion_run.speed()}},
-                  extra={"pixel_space": pixel} if pixel else None)
-    print(f"\nFigures, the models and metrics.json are in {args.out}/ (start with "
-          "class_grid.png)")
-    return autoencoder, model, judge
+    denoising_path_figure(model, autoencoder, guidance, seed + 3, draw,
+                          out / "denoising_path.png")
 
 
 def time_hundred(model, autoencoder, guidance: float, draw) -> float:
@@ -588,13 +630,14 @@ def autoencoder_figures(autoencoder, data, out: Path) -> None:
                                 "(grey = their middle range)")
 
 
-def denoising_path_figure(model, autoencoder, args, draw, path: Path) -> None:
+def denoising_path_figure(model, autoencoder, guidance: float, seed: int, draw,
+                          path: Path) -> None:
     """Three samples from noise to image, each as two rows: code channel 0, and the code
     decoded (x_t is the code plus noise, so early frames decode to smears)."""
     labels = np.array([0, 3, 7]) % model.num_classes
     steps = draw["steps"] or DEFAULT_STEPS[draw["sampler"]]
     keep = max(1, steps // 10)
-    _, kept = draw_codes(model, labels, args.guidance, args.seed + 3, draw["sampler"],
+    _, kept = draw_codes(model, labels, guidance, seed, draw["sampler"],
                          draw["steps"], keep_every=keep)
     frames = kept[:, : len(labels)]  # (frames, samples, 7, 7, C)
     rows, names = [], []
@@ -610,8 +653,8 @@ def denoising_path_figure(model, autoencoder, args, draw, path: Path) -> None:
                                 "makes of each step")
 
 
-def image_to_image_figure(model, autoencoder, judge, data, source: int, target: int, args,
-                          draw) -> Path:
+def image_to_image_figure(model, autoencoder, judge, data, source: int, target: int,
+                          guidance: float, seed: int, draw, out: Path) -> Path:
     """Four test images of class `source` and their versions under the prompt `target` at
     each of STRENGTHS, the judge's verdict above each."""
     images = data.x_test[data.y_test == source][:4]
@@ -619,71 +662,19 @@ def image_to_image_figure(model, autoencoder, judge, data, source: int, target: 
         raise UserError(f"no test images of class {data.class_names[source]!r} to start from")
     columns = [images, autoencoder.decode(autoencoder.encode(images))]
     columns += [image_to_image(model, autoencoder, images, np.full(len(images), target), s,
-                               guidance=args.guidance, seed=args.seed + 4,
+                               guidance=guidance, seed=seed,
                                sampler=draw["sampler"], steps=draw["steps"])
                 for s in STRENGTHS]
     cells = np.stack(columns, axis=1).reshape(-1, *images.shape[1:])
     verdicts = [data.class_names[v] for v in judge.predict(cells)]
     heads = ["input", "decoded", *[f"s = {s}" for s in STRENGTHS]]
     titles = [f"{heads[i % len(heads)]}\n{v}" for i, v in enumerate(verdicts)]
-    path = args.out / "image_to_image.png"
+    path = out / "image_to_image.png"
     figures.image_grid(cells, path, ncols=len(heads), titles=titles, cell=1.3,
                        suptitle=f"{data.class_names[source]} -> \"{data.class_names[target]}\" "
                                 "(SDEdit): the judge's verdict under each step's name")
     return path
 
 
-def pixel_space_comparison(args, data, judge, latent_grid, latent_scores, latent_seconds,
-                           run_info, draw):
-    """Beside chapter ch5_conditional_diffusion's run in the same output root, when there is
-    one for the same data: its samples, numbers and sampling time next to this chapter's
-    (vs_pixel_space.png). Returns its numbers, or None."""
-    pixel_dir = args.out.parent / "ch5_conditional_diffusion"
-    try:
-        record = json.loads((pixel_dir / "metrics.json").read_text())
-        network = keras.saving.load_model(pixel_dir / "unet_ema.keras", safe_mode=True)
-    except (OSError, ValueError):
-        print("no ch5_conditional_diffusion run found to compare with (run it first for "
-              "vs_pixel_space.png)")
-        return None
-    if record["dataset"]["name"] != data.name or record.get("quick"):
-        print(f"the ch5_conditional_diffusion run in {pixel_dir}/ is a --quick run or of other "
-              "data: not compared")
-        return None
-    # what guided_samples reads of a trained model
-    pixel_model = SimpleNamespace(ema_network=network, schedule=Schedule(1000),
-                                  num_classes=data.num_classes)
-    labels = np.arange(100) % data.num_classes
-    guided_samples(pixel_model, labels, args.guidance, 0, draw["sampler"], draw["steps"])
-    start = time.perf_counter()
-    pixel_grid = guided_samples(pixel_model, np.repeat(np.arange(data.num_classes), 10),
-                                args.guidance, args.seed + 1, draw["sampler"], draw["steps"])
-    pixel_seconds = time.perf_counter() - start
-    scored = record["models"]["cfg_diffusion"]
-    pixel = {"conditional_accuracy": scored["conditional_accuracy"],
-             "classifier_fid": scored["classifier_fid"], "guidance": scored["guidance"],
-             "judge": scored.get("judge"), "wall_time_s": record["wall_time_s"],
-             "train_seconds": scored.get("train_seconds"),
-             "sample_100_seconds": round(pixel_seconds, 2), "params": scored.get("params")}
-    pixel["time_ratio"] = round(run_info.elapsed() / record["wall_time_s"], 3)
-    latent = f"latent (w = {args.guidance:g}): accuracy " \
-             f"{latent_scores['conditional_accuracy']:.3f}, FID " \
-             f"{latent_scores['classifier_fid']:.1f}, run {run_info.elapsed() / 60:.1f} min, " \
-             f"100 samples {latent_seconds:.1f} s"
-    pixels = f"pixels (w = {pixel['guidance']:g}): accuracy " \
-             f"{pixel['conditional_accuracy']:.3f}, FID " \
-             f"{pixel['classifier_fid']:.1f}, run {pixel['wall_time_s'] / 60:.1f} min, " \
-             f"100 samples {pixel_seconds:.1f} s"
-    k = data.num_classes
-    both = np.concatenate([latent_grid.reshape(k, -1, *latent_grid.shape[1:]),
-                           pixel_grid.reshape(k, -1, *pixel_grid.shape[1:])], axis=1)
-    figures.image_grid(both.reshape(-1, *latent_grid.shape[1:]), args.out / "vs_pixel_space.png",
-                       ncols=both.shape[1], row_labels=data.class_names,
-                       suptitle=f"Left 10: {latent}\nRight 10: {pixels}")
-    print(f"pixel-space chapter: {describe_fid(scored)}"
-          f", 100 samples {pixel_seconds:.2f} s")
-    return pixel
-
-
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(run_main(main))

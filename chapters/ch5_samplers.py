@@ -35,7 +35,6 @@ Run:  python chapters/ch5_ddpm.py, then  python chapters/ch5_samplers.py [--samp
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -45,7 +44,6 @@ if __package__ in (None, ""):  # run as a script: make `common` and `chapters` i
 
 import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up log)
 
-import keras
 import numpy as np
 
 from chapters.ch5_ddpm import build_unet
@@ -57,7 +55,7 @@ from common.cli import (
     parse,
     plural,
     positive_int,
-    run,
+    run_main,
     writable_dir_problem,
 )
 from common.data import check_name
@@ -65,10 +63,10 @@ from common.diffusion.samplers import SAMPLERS, describe, network_passes, sample
 from common.diffusion.schedule import Schedule
 from common.errors import UserError
 from common.eval.classifier import FeatureClassifier, describe_fid
-from common.results import write_metrics
+from common.results import read_run, write_metrics
+from common.run import start
 from common.scaling import to_unit_range
 from common.summary import print_summary
-from common.training import prepare
 
 CHAPTER = "ch5_samplers"
 STEPS = (10, 20, 50)
@@ -132,26 +130,39 @@ def main(argv=None) -> int:
         parser.error("--samples must be at least 2: an FID compares covariances")
     if args.summary:
         return print_network(args.run)
-    started = time.perf_counter()
-    network = load_network(args.run)
-    name = args.dataset or trained_on(args.run)
+    network, trained_on, schedule = load_run(args.run, quick=args.quick)
+    name = args.dataset or trained_on
     try:
         check_name(name)
     except UserError as err:
         parser.error(f"--dataset: {err}")
+    samples, steps = args.samples, args.steps
     if args.quick:
-        args.samples, args.steps = min(args.samples, QUICK_SAMPLES), args.steps[:2]
-    data = prepare(args, images=0, dataset=name).data
-    shape = tuple(network.input_shape[0][1:])
-    if shape != data.image_shape:
-        raise UserError(f"{args.run} was trained on {shape} images but {name} has "
-                        f"{data.image_shape}; pass the --dataset it was trained on")
-    # The classifier copy that scored the run (cached beside it), unless that folder is
-    # read-only: then one trained and cached beside --out.
-    root = args.out.parent if writable_dir_problem(args.run.parent) else args.run.parent
-    judge = FeatureClassifier.for_dataset(data, root)
-    results, shown = compare(network, judge, data, args, Schedule(kind=schedule_of(args.run)))
-    print("\n" + table(results))
+        samples, steps = min(samples, QUICK_SAMPLES), steps[:2]
+    with start(args, dataset=name) as run:
+        data = run.data
+        shape = tuple(network.input_shape[0][1:])
+        if shape != data.image_shape:
+            raise UserError(f"{args.run} was trained on {shape} images but {name} has "
+                            f"{data.image_shape}; pass the --dataset it was trained on")
+        # The judge cached beside the run, unless that folder is read-only: then beside --out.
+        root = run.out.parent if writable_dir_problem(args.run.parent) else args.run.parent
+        judge = FeatureClassifier.for_dataset(data, root)
+        runs = [(s, n) for s in args.samplers if s != "ddpm" for n in steps]
+        if "ddpm" in args.samplers:
+            runs.append(("ddpm", schedule.steps))
+        results, shown = compare(network, judge, data, schedule, runs, samples=samples,
+                                 noise_sets=args.noise_sets, seed=run.seed, eta=args.eta)
+        print("\n" + table(results))
+        _figures(results, shown, samples, args.noise_sets, run.out)
+        write_metrics(run, judge=judge, models=results,
+                      extra={"run": str(args.run), "eta": args.eta,
+                             "noise_sets": args.noise_sets})
+    print(f"\nFigures and metrics.json are in {run.out}/ (start with fid_vs_steps.png)")
+    return 0
+
+
+def _figures(results, shown, samples: int, noise_sets: int, out: Path) -> None:
     lines, passes = {}, {}
     for record in results.values():
         if record["sampler"] != "ddpm":
@@ -159,51 +170,41 @@ def main(argv=None) -> int:
             lines.setdefault(label, []).append(record["classifier_fid"])
             passes.setdefault(label, []).append(record["network_passes"])
     reference = results.get("ddpm_1000", {}).get("classifier_fid")
-    figures.curves(lines, args.out / "fid_vs_steps.png", x=passes, logx=True,
+    figures.curves(lines, out / "fid_vs_steps.png", x=passes, logx=True,
                    xlabel="network passes per image",
-                   ylabel=f"classifier FID ({args.samples:,} samples, mean of "
-                          f"{plural(args.noise_sets, 'set')})",
+                   ylabel=f"classifier FID ({samples:,} samples, mean of "
+                          f"{plural(noise_sets, 'set')})",
                    references={"DDPM-1000": reference, "DDPM-1000 + 10%": 1.1 * reference}
                    if reference else None,
                    title="Fewer passes: each sampler from the same noises")
-    figures.image_grid(np.concatenate(shown), args.out / "same_noise.png",
-                       ncols=len(shown[0]),
+    figures.image_grid(np.concatenate(shown), out / "same_noise.png", ncols=len(shown[0]),
                        row_labels=[r["label"] for r in results.values()],
                        suptitle="The same starting noise through each sampler")
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args, judge=judge,
-                  wall_seconds=time.perf_counter() - started, models=results,
-                  extra={"run": str(args.run), "eta": args.eta,
-                         "noise_sets": args.noise_sets})
-    print(f"\nFigures and metrics.json are in {args.out}/ (start with fid_vs_steps.png)")
-    return 0
 
 
-def compare(network, judge, data, args, schedule: Schedule):
-    """Draw args.samples images with every sampler at each of args.steps (DDPM at 1000), on
-    each of args.noise_sets sets of starting noises (batch i of set k starts from
-    seed + 1000 k + i, the same for every sampler); time and score each set.
-    Returns {sampler_steps: numbers} and the first SHOWN images of each sampler's first set."""
-    runs = [(name, steps) for name in args.samplers if name != "ddpm" for steps in args.steps]
-    if "ddpm" in args.samplers:
-        runs.append(("ddpm", schedule.steps))
+def compare(network, judge, data, schedule: Schedule, runs, *, samples: int, noise_sets: int,
+            seed: int, eta: float):
+    """Draw `samples` images with every (sampler, steps) of `runs`, on each of `noise_sets`
+    sets of starting noises (batch i of set k starts from seed + 1000 k + i, the same for
+    every sampler); time and score each set. Returns {sampler_steps: numbers} and the first
+    SHOWN images of each sampler's first set."""
     results, shown = {}, []
     for name, steps in runs:
         label, passes = describe(name, steps), network_passes(schedule, name, steps)
-        extra = {"eta": args.eta} if name == "ddim" else {}
+        extra = {"eta": eta} if name == "ddim" else {}
         sets = []
-        for k in range(args.noise_sets):
-            print(f"\n{label}, noise set {k + 1}: drawing {args.samples:,} images ({passes} "
+        for k in range(noise_sets):
+            print(f"\n{label}, noise set {k + 1}: drawing {samples:,} images ({passes} "
                   "network passes each)", flush=True)
             began = time.perf_counter()
             images = np.concatenate([
-                sample(network, schedule, (min(BATCH, args.samples - i), *data.image_shape),
+                sample(network, schedule, (min(BATCH, samples - i), *data.image_shape),
                        sampler=name, sampling_steps=steps,
-                       seed=args.seed + SET_STRIDE * k + i // BATCH, **extra)
-                for i in range(0, args.samples, BATCH)])
+                       seed=seed + SET_STRIDE * k + i // BATCH, **extra)
+                for i in range(0, samples, BATCH)])
             seconds = time.perf_counter() - began
             images = to_unit_range(images)
-            sets.append({**judge.fid_report(data, images, seed=args.seed),
-                         "seconds": round(seconds, 1)})
+            sets.append({**judge.fid_report(data, images), "seconds": round(seconds, 1)})
             if k == 0:
                 shown.append(images[:SHOWN])
             print(f"{label}: {describe_fid(sets[-1])} in {seconds:.0f} s")
@@ -212,8 +213,10 @@ def compare(network, judge, data, args, schedule: Schedule):
             "sampler": name, "label": label, "sampling_steps": steps, "network_passes": passes,
             "classifier_fid": round(float(np.mean(fids)), 3), "fid_by_noise_set": fids,
             "fid_ci95_by_noise_set": [s["fid_ci95"] for s in sets],
-            "fid_floor": sets[0]["fid_floor"], "fid_samples": args.samples,
-            "samples": args.samples, "judge": judge.checksum,
+            "kid_by_noise_set": [s["kid"] for s in sets],
+            "kid_ci95_by_noise_set": [s["kid_ci95"] for s in sets],
+            "fid_floor": sets[0]["fid_floor"], "fid_samples": samples,
+            "samples": samples, "judge": judge.checksum,
             "seconds": round(float(np.mean([s["seconds"] for s in sets])), 1)}
     return against_ddpm(results), shown
 
@@ -234,7 +237,7 @@ def print_network(run_dir: Path) -> int:
     """--summary: the trained U-Net of the run, or (with none trained yet) a fresh one of
     ch5_ddpm's default shape."""
     if (run_dir / "unet_ema.keras").exists():
-        print_summary(load_network(run_dir))
+        print_summary(load_run(run_dir)[0])
     else:
         print(f"{run_dir / 'unet_ema.keras'} does not exist yet; the U-Net that "
               "chapters/ch5_ddpm.py builds by default, untrained:")
@@ -242,40 +245,19 @@ def print_network(run_dir: Path) -> int:
     return 0
 
 
-def load_network(run_dir: Path):
-    """The EMA U-Net that ch5_ddpm saved, with a clear error when there is none."""
-    path = run_dir / "unet_ema.keras"
-    if not path.exists():
-        raise UserError(f"{path}: no trained U-Net; run python chapters/ch5_ddpm.py "
-                        f"--out {run_dir} first")
-    try:
-        network = keras.saving.load_model(path)
-    except Exception as err:  # a truncated or foreign file: say which, not a traceback
-        raise UserError(f"{path}: not a loadable Keras model ({type(err).__name__}); "
-                        "run chapters/ch5_ddpm.py again") from None
+def load_run(run_dir: Path, quick: bool = True):
+    """The EMA U-Net that ch5_ddpm saved in `run_dir`, the dataset it trained on and its noise
+    schedule (runs that record none used the linear one); one clear error when the folder
+    holds no such run, or a damaged or class-conditional one (a --quick run of ch5_ddpm
+    serves only a --quick run of this chapter)."""
+    earlier = read_run(run_dir, "ch5_ddpm", allow_quick=quick,
+                       remedy=f"run python chapters/ch5_ddpm.py --out {run_dir} first")
+    network = earlier.model("unet_ema.keras")
     if len(network.inputs) != 2:
-        raise UserError(f"{path}: a class-conditional U-Net; this script compares the "
-                        "unconditional samplers of ch5_ddpm")
-    return network
-
-
-def trained_on(run_dir: Path) -> str:
-    """The dataset name recorded in the run's metrics.json."""
-    try:
-        return json.loads((run_dir / "metrics.json").read_text())["dataset"]["name"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UserError(f"{run_dir}/metrics.json does not say which data the run used; "
-                        "pass --dataset") from None
-
-
-def schedule_of(run_dir: Path) -> str:
-    """The noise schedule the run trained with (`--schedule` of ch5_ddpm; runs that do not
-    record one used the linear schedule)."""
-    try:
-        record = json.loads((run_dir / "metrics.json").read_text())
-        return record["models"]["ddpm"].get("schedule", "linear")
-    except (OSError, ValueError, KeyError, TypeError):
-        return "linear"
+        raise UserError(f"{run_dir / 'unet_ema.keras'}: a class-conditional U-Net; this script "
+                        "compares the unconditional samplers of ch5_ddpm")
+    kind = earlier.number("models", "ddpm", "schedule", default="linear")
+    return network, earlier.dataset, Schedule(kind=kind)
 
 
 def table(results: dict) -> str:
@@ -292,4 +274,4 @@ def table(results: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(run_main(main))

@@ -21,7 +21,6 @@ Run:  python chapters/classical_gmm_em.py [--components 3] [--latents PATH]
 from __future__ import annotations
 
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -34,10 +33,11 @@ from scipy.optimize import linear_sum_assignment
 from common import figures
 from common.classical.gaussians import mvn_log_pdf
 from common.classical.gmm import GaussianMixture, fit_em, initial_mixture
-from common.cli import make_parser, non_negative_float, parse, positive_int, run
-from common.errors import UserError
+from common.cli import make_parser, non_negative_float, parse, positive_int, run_main
+from common.errors import UserError, first_line
 from common.figures import plt  # pyplot, after figures chose the headless backend
 from common.results import write_metrics
+from common.run import start
 
 CHAPTER = "classical_gmm_em"
 DEFAULT_LATENTS = Path("outputs/ch2_vae/latents.npz")
@@ -103,50 +103,58 @@ def main(argv=None) -> int:
     if latents is not None and len(latents[1]) < 2 * args.latent_components:
         raise UserError(f"{latents[0]}: {len(latents[1])} codes are too few for "
                         f"{args.latent_components} components")
-    max_iter = 15 if args.quick else args.epochs
-    start = time.perf_counter()
-    rng = np.random.default_rng(args.seed)
-    results = {}
+    with start(args) as run:  # the seed and the output folder
+        max_iter = 15 if run.quick else run.epochs
+        rng = np.random.default_rng(run.seed)
+        results = {"toy_mixture_sampling": sample_toy(rng, 500 if run.quick else 5000,
+                                                      run.out),
+                   "em_iris": em_on_iris(rng, args.components, max_iter, args.tol, run.out),
+                   "vae_latent_bridge": _bridge(latents, args.latents or DEFAULT_LATENTS,
+                                                args.latent_components, rng, max_iter,
+                                                args.tol, run.out)}
+        data = {"iris": "scikit-learn's bundled iris data (petal length, width; 150 flowers)",
+                "toy_mixture": "synthetic draws from the documented TOY mixture",
+                "vae_latents": results["vae_latent_bridge"].get("latents")}
+        write_metrics(run, data=data, models=results)
+    print(f"Figures and metrics.json are in {run.out}/")
+    return 0
 
-    samples, components = TOY.sample(5000 if not args.quick else 500, rng)
-    results["toy_mixture_sampling"] = {
-        "sample_mean": np.round(samples.mean(axis=0), 3).tolist(),
-        "mixture_mean": np.round(TOY.weights @ TOY.means, 3).tolist(),
-        "component_shares": np.round(np.bincount(components, minlength=3) / len(components),
-                                     3).tolist()}
-    _plot_toy(samples, components, args.out / "mixture_sampling.png")
 
+def sample_toy(rng, count: int, out: Path) -> dict:
+    """Ancestral sampling from the known mixture TOY: a component, then a point from it."""
+    samples, components = TOY.sample(count, rng)
+    _plot_toy(samples, components, out / "mixture_sampling.png")
+    return {"sample_mean": np.round(samples.mean(axis=0), 3).tolist(),
+            "mixture_mean": np.round(TOY.weights @ TOY.means, 3).tolist(),
+            "component_shares": np.round(np.bincount(components, minlength=3) / len(components),
+                                         3).tolist()}
+
+
+def em_on_iris(rng, components: int, max_iter: int, tol: float, out: Path) -> dict:
+    """EM, written out in common.classical.gmm, on iris petals; checked against scikit-learn's
+    GaussianMixture from the same start."""
     x, species, names = iris_petals()
-    if args.components > len(x):
-        raise UserError(f"--components {args.components}: more than the {len(x)} flowers")
-    initial = initial_mixture(x, args.components, rng)
-    em = fit_em(x, initial, max_iter=max_iter, tol=args.tol)
+    if components > len(x):
+        raise UserError(f"--components {components}: more than the {len(x)} flowers")
+    initial = initial_mixture(x, components, rng)
+    em = fit_em(x, initial, max_iter=max_iter, tol=tol)
     ours = em.mixture.mean_log_likelihood(x)
-    sklearn_fit = compare_with_sklearn(x, initial, max_iter=max_iter, tol=args.tol)
+    sklearn_fit = compare_with_sklearn(x, initial, max_iter=max_iter, tol=tol)
     clusters = em.mixture.component_log_pdfs(x).argmax(axis=1)
     print(f"EM on iris petals: {em.iterations} iterations, mean log-likelihood {ours:.5f} "
           f"(sklearn from the same start: {sklearn_fit['mean_log_likelihood']:.5f})")
-    results["em_iris"] = {
-        "components": args.components, "iterations": em.iterations, "converged": em.converged,
+    _plot_em_iterations(x, species, names, em, out / "em_iris_iterations.png")
+    figures.curves({"mean log-likelihood per flower": em.log_likelihoods},
+                   out / "em_log_likelihood.png", xlabel="EM iteration",
+                   ylabel="mean log-likelihood", title="EM on iris: never decreasing")
+    return {
+        "components": components, "iterations": em.iterations, "converged": em.converged,
         "mean_log_likelihood": round(ours, 6),
         "log_likelihood_never_decreased": bool(np.all(np.diff(em.log_likelihoods) >= -1e-12)),
         "sklearn": sklearn_fit,
         "abs_difference_from_sklearn": abs(ours - sklearn_fit["mean_log_likelihood"]),
         "species_matched_accuracy": (round(matched_accuracy(species, clusters), 4)
-                                     if args.components == len(names) else None)}
-    _plot_em_iterations(x, species, names, em, args.out / "em_iris_iterations.png")
-    figures.curves({"mean log-likelihood per flower": em.log_likelihoods},
-                   args.out / "em_log_likelihood.png", xlabel="EM iteration",
-                   ylabel="mean log-likelihood", title="EM on iris: never decreasing")
-
-    results["vae_latent_bridge"] = _bridge(args, latents, rng, max_iter)
-    data = {"iris": "scikit-learn's bundled iris data (petal length, width; 150 flowers)",
-            "toy_mixture": "synthetic draws from the documented TOY mixture",
-            "vae_latents": results["vae_latent_bridge"].get("latents")}
-    write_metrics(args.out, chapter=CHAPTER, data=data, args=args,
-                  wall_seconds=time.perf_counter() - start, models=results)
-    print(f"Figures and metrics.json are in {args.out}/")
-    return 0
+                                     if components == len(names) else None)}
 
 
 def read_latents(path: Path):
@@ -164,29 +172,28 @@ def read_latents(path: Path):
         raise UserError(f"{path}: not a chapter-2 latents file (no {err} array)") from None
 
 
-def _bridge(args, latents, rng, max_iter: int) -> dict:
+def _bridge(latents, path: Path, components: int, rng, max_iter: int, tol: float,
+            out: Path) -> dict:
     """Fit a GMM to chapter 2's VAE codes; decode samples from it if the model is there."""
     if latents is None:
-        path = args.latents or DEFAULT_LATENTS
         print(f"note: {path} not found; run chapters/ch2_vae.py first to add the GMM on "
               "the VAE's latent space")
         return {"skipped": f"{path} not found"}
     path, z, labels = latents
-    em = fit_em(z, initial_mixture(z, args.latent_components, rng), max_iter=max_iter,
-                tol=args.tol)
+    em = fit_em(z, initial_mixture(z, components, rng), max_iter=max_iter, tol=tol)
     gmm_ll = em.mixture.mean_log_likelihood(z)
     prior_ll = float(np.mean(mvn_log_pdf(z, np.zeros(2), np.eye(2))))
     print(f"GMM on the VAE's codes: mean log-likelihood {gmm_ll:.3f} vs {prior_ll:.3f} under "
           "the N(0, I) prior")
-    _plot_latent_gmm(z, labels, em.mixture, args.out / "gmm_on_vae_latents.png")
-    report = {"latents": str(path), "codes": len(z), "components": args.latent_components,
+    _plot_latent_gmm(z, labels, em.mixture, out / "gmm_on_vae_latents.png")
+    report = {"latents": str(path), "codes": len(z), "components": components,
               "iterations": em.iterations, "gmm_mean_log_likelihood": round(gmm_ll, 4),
               "prior_mean_log_likelihood": round(prior_ll, 4)}
     model_path = path.parent / "vae_decoder.keras"
     if model_path.is_file():
         codes, _ = em.mixture.sample(40, rng)
         images = _decode(model_path, codes.astype("float32"))
-        figures.image_grid(images, args.out / "gmm_vae_samples.png", ncols=10,
+        figures.image_grid(images, out / "gmm_vae_samples.png", ncols=10,
                            suptitle="New images: codes sampled from the GMM, decoded by the VAE")
         report["decoded_samples"] = 40
     return report
@@ -201,8 +208,8 @@ def _decode(model_path: Path, codes: np.ndarray) -> np.ndarray:
 
     try:
         decoder = keras.saving.load_model(model_path, safe_mode=True)
-    except (OSError, ValueError) as err:
-        raise UserError(f"{model_path}: cannot load it ({str(err).splitlines()[0]})") from None
+    except Exception as err:  # a truncated or foreign file: say which, not a traceback
+        raise UserError(f"{model_path}: cannot load it ({first_line(err)})") from None
     return decoder.predict(codes, verbose=0)
 
 
@@ -247,4 +254,4 @@ def _plot_latent_gmm(z, labels, mixture, path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(run_main(main))

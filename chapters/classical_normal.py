@@ -20,7 +20,6 @@ Run:  python chapters/classical_normal.py [--heights-csv my_heights.csv]
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `common` importable
@@ -31,10 +30,11 @@ from scipy.stats import norm
 
 from common import figures
 from common.classical.gaussians import mvn_mle, mvn_pdf, normal_mle, normal_pdf
-from common.cli import make_parser, parse, run
+from common.cli import make_parser, parse, run_main
 from common.errors import UserError
 from common.figures import plt  # pyplot, after figures chose the headless backend
 from common.results import write_metrics
+from common.run import start
 
 CHAPTER = "classical_normal"
 # The synthetic samples (not real measurements; chosen to resemble adult heights and weights).
@@ -88,44 +88,48 @@ def main(argv=None) -> int:
     if args.summary:
         print("This chapter has no neural network: its models are formulas (see --help).")
         return 0
-    start = time.perf_counter()
-    rng = np.random.default_rng(args.seed)
-    heights, data_1d = _sample(args.heights_csv, 1, synthetic_heights, rng, HEIGHTS)
-    pairs, data_2d = _sample(args.height_weight_csv, 2, synthetic_height_weight, rng,
-                             HEIGHT_WEIGHT)
-    print(f"heights: {data_1d['description']}\nheight/weight: {data_2d['description']}")
+    with start(args) as run:  # the seed and the output folder
+        rng = np.random.default_rng(run.seed)
+        heights, data_1d = _sample(args.heights_csv, 1, synthetic_heights, rng, HEIGHTS)
+        pairs, data_2d = _sample(args.height_weight_csv, 2, synthetic_height_weight, rng,
+                                 HEIGHT_WEIGHT)
+        print(f"heights: {data_1d['description']}\nheight/weight: {data_2d['description']}")
+        _plot_pdfs(run.out / "normal_pdfs.png")
+        clt = _plot_central_limit(rng, run.out / "central_limit.png",
+                                  draws=2000 if run.quick else 20000)
+        models = {**fit_heights(heights, rng, run.out), **fit_pairs(pairs, run.out),
+                  "central_limit": clt}
+        write_metrics(run, data={"heights": data_1d, "height_weight": data_2d}, models=models)
+    print(f"Figures and metrics.json are in {run.out}/")
+    return 0
 
-    _plot_pdfs(args.out / "normal_pdfs.png")
-    clt = _plot_central_limit(rng, args.out / "central_limit.png",
-                              draws=2000 if args.quick else 20000)
 
+def fit_heights(heights: np.ndarray, rng, out: Path) -> dict:
+    """The normal distribution's maximum-likelihood fit to the heights, what it predicts, and
+    new heights generated from it."""
     mu, sigma = normal_mle(heights)
     generated = rng.normal(mu, sigma, len(heights))
     taller = float(norm.sf(190.0, mu, sigma))
     between = float(norm.cdf(180.0, mu, sigma) - norm.cdf(160.0, mu, sigma))
     print(f"MLE: mean {mu:.2f} cm, sd {sigma:.2f} cm; P(height > 190) = {taller:.4f} "
           f"(sample: {np.mean(heights > 190):.4f}); P(160 < height < 180) = {between:.4f}")
-    _plot_heights(heights, generated, mu, sigma, args.out / "heights_mle.png")
+    _plot_heights(heights, generated, mu, sigma, out / "heights_mle.png")
+    return {"normal_mle": {"mean": round(mu, 3), "sd": round(sigma, 3),
+                           "p_taller_than_190": round(taller, 4),
+                           "sample_share_taller_than_190": round(float(np.mean(heights > 190)),
+                                                                 4),
+                           "p_between_160_180": round(between, 4)}}
 
+
+def fit_pairs(pairs: np.ndarray, out: Path) -> dict:
+    """The multivariate normal's maximum-likelihood fit to (height, weight) pairs."""
     mean, cov = mvn_mle(pairs)
-    _plot_bivariate(pairs, mean, cov, args.out)
+    _plot_bivariate(pairs, mean, cov, out)
     correlation = float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]))
     print(f"MLE: mean vector {np.round(mean, 2).tolist()}, correlation {correlation:.3f}")
-
-    write_metrics(args.out, chapter=CHAPTER, data={"heights": data_1d,
-                                                   "height_weight": data_2d},
-                  args=args, wall_seconds=time.perf_counter() - start, models={
-                      "normal_mle": {"mean": round(mu, 3), "sd": round(sigma, 3),
-                                     "p_taller_than_190": round(taller, 4),
-                                     "sample_share_taller_than_190":
-                                         round(float(np.mean(heights > 190)), 4),
-                                     "p_between_160_180": round(between, 4)},
-                      "multivariate_normal_mle": {"mean": np.round(mean, 3).tolist(),
-                                                  "covariance": np.round(cov, 3).tolist(),
-                                                  "correlation": round(correlation, 4)},
-                      "central_limit": clt})
-    print(f"Figures and metrics.json are in {args.out}/")
-    return 0
+    return {"multivariate_normal_mle": {"mean": np.round(mean, 3).tolist(),
+                                        "covariance": np.round(cov, 3).tolist(),
+                                        "correlation": round(correlation, 4)}}
 
 
 def _sample(path, columns, synthesise, rng, params) -> tuple[np.ndarray, dict]:
@@ -206,4 +210,4 @@ def _plot_bivariate(pairs, mean, cov, out) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(run_main(main))

@@ -1,7 +1,8 @@
 """Write files so that a crash or Ctrl-C never leaves half a file behind.
 
-Each writer gets a temporary name in the destination folder and the file is renamed into
-place only after it was written completely (`os.replace` is atomic on one filesystem).
+Each writer gets a temporary name of its own in the destination folder (two runs writing the
+same file never share one) and the file is renamed into place only after it was written
+completely (`os.replace` is atomic on one filesystem).
 """
 
 from __future__ import annotations
@@ -9,16 +10,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 from pathlib import Path
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path beside `path` (same suffix); rename it to `path` on success.
-    The folder is made if needed: an output folder appears with its first file."""
+    """Yield a temporary path beside `path`, unique to this call and ending like `path`
+    (Keras checks `.keras` and `.weights.h5`); rename it to `path` on success. The folder is
+    made if needed: an output folder appears with its first file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    ending = "".join(path.suffixes[-2:]) if path.name.endswith(".weights.h5") else path.suffix
+    stem = path.name[: len(path.name) - len(ending)]
+    tmp = path.with_name(f".{stem}.{os.getpid()}-{secrets.token_hex(4)}.partial{ending}")
     try:
         yield tmp
         os.replace(tmp, path)

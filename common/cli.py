@@ -3,17 +3,15 @@
     --epochs --batch-size --dataset --seed --out --quick --summary
     --distribute --precision     (chapters that train with mini-batches)
 
+`parse` only reads and checks the flags; `common.run.start` sets up the run they describe.
 A user mistake (a bad flag value, an unknown dataset, an unwritable --out, missing data, a NaN
-loss) ends in one `<script>.py: error: ...` line on stderr and exit status 2, never a
-traceback, and leaves no empty output folder behind: --out is created when there is something
-to write.
+loss, a full disk) ends in one `<script>.py: error: ...` line on stderr and exit status 2,
+never a traceback (`run_main`), and leaves no half-written output behind (common.run).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -21,8 +19,6 @@ from pathlib import Path
 from common.data import check_name
 from common.errors import UserError
 
-_NEW_OUTPUTS: list[Path] = []  # --out folders that did not exist when the flags were read
-_RUN_SCOPE = contextlib.ExitStack()  # the strategy scope a --distribute run trains in
 QUICK_LIMIT = 512  # images per split in --quick runs: enough for a few real batches
 OUTPUT_ROOT = Path("outputs")
 
@@ -78,13 +74,13 @@ def make_parser(chapter: str, description: str, *, epochs: int | None,
                 trains: bool = True) -> argparse.ArgumentParser:
     """The shared parser; chapters add their own flags to what this returns.
 
-    `epochs=None` means "decided by the data size" (see `epochs_for`). Chapters without
+    `epochs=None` means "decided by the data size" (see common.run.epochs_for). Chapters without
     mini-batches or image datasets (the classical chapter) pass `batch_size=None` or
     `dataset=None` and get no such flag, rather than one that does nothing; a script that
     only evaluates a trained model passes `trains=False` and gets no --epochs. A chapter that
     trains with one optimizer step size passes its default as `learning_rate`."""
     parser = OneLineParser(prog=f"{chapter}.py", description=description)
-    parser.set_defaults(batch_size=None, dataset=None, epochs=None)
+    parser.set_defaults(batch_size=None, dataset=None, epochs=None, chapter=chapter)
     if trains:
         parser.add_argument("--epochs", type=positive_int, default=epochs,
                             help=f"{epochs_help} (default "
@@ -118,8 +114,8 @@ def make_parser(chapter: str, description: str, *, epochs: int | None,
 
 
 def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
-    """Parse and validate the flags into the run's settings: with --quick, one epoch on
-    QUICK_LIMIT images per split (`limit`, else None)."""
+    """Parse and check the flags: with --quick, one epoch on QUICK_LIMIT images per split
+    (`limit`, else None) and a batch that fits them. Nothing is set up or written here."""
     parsed = parser.parse_args(argv)
     if parsed.dataset is not None:
         try:
@@ -132,32 +128,11 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
         if parsed.batch_size is not None:
             settled["batch_size"] = min(parsed.batch_size, QUICK_LIMIT // 4)
     args = argparse.Namespace(**{**vars(parsed), **settled})
-    _set_up_devices(args)
     if not args.summary:
         problem = writable_dir_problem(args.out)
         if problem:
             parser.error(f"--out {args.out}: {problem}")
-        if not args.out.exists():
-            _NEW_OUTPUTS.append(args.out)
     return args
-
-
-def _set_up_devices(args: argparse.Namespace) -> None:
-    """--precision sets Keras's dtype policy. --distribute makes the strategy
-    (common.distribute), enters its scope for the rest of the run (`run` leaves it), and turns
-    --batch-size into the global batch: per replica times replicas."""
-    args.replicas, args.strategy_name = 1, None
-    if getattr(args, "precision", "float32") != "float32":
-        from common.precision import set_policy
-        set_policy(args.precision)
-    if not getattr(args, "distribute", False):
-        return
-    from common.distribute import describe, make_strategy
-    strategy = make_strategy(True)
-    _RUN_SCOPE.enter_context(strategy.scope())
-    args.replicas, args.strategy_name = strategy.num_replicas_in_sync, type(strategy).__name__
-    print(describe(strategy, args.batch_size))
-    args.batch_size *= args.replicas
 
 
 def check_class_index(parser, flag: str, value: int, num_classes: int) -> None:
@@ -165,16 +140,6 @@ def check_class_index(parser, flag: str, value: int, num_classes: int) -> None:
     loading it): a one-line error otherwise."""
     if value >= num_classes:
         parser.error(f"{flag} must be below {num_classes}, the number of classes")
-
-
-def epochs_for(args: argparse.Namespace, train_size: int, *, images: int,
-               at_most: int = 60) -> int:
-    """The epoch count: `--epochs` if given, else enough to show the model about `images`
-    training images (6 epochs of 60,000 for images=360_000; more on a small set like
-    mnist5k, capped at `at_most`), so a default run costs about the same on any dataset."""
-    if args.epochs is not None:
-        return args.epochs
-    return max(1, min(at_most, round(images / max(1, train_size))))
 
 
 def plural(count: int, noun: str) -> str:
@@ -207,27 +172,26 @@ def writable_dir_problem(path: Path) -> str | None:
     return None
 
 
-def _remove_empty_outputs() -> None:
-    """After an error: remove output folders this run was to create and left empty."""
-    for out in _NEW_OUTPUTS:
-        if out.is_dir() and not any(p.is_file() for p in out.rglob("*")):
-            shutil.rmtree(out, ignore_errors=True)
-
-
-def run(main, argv=None, prog: str | None = None) -> int:
-    """Call `main(argv)`; turn UserError and Ctrl-C into one line and an exit status. The line
-    names the script (`prog`, by default the one Python runs), as argparse's flag errors do."""
+def run_main(main, argv=None, prog: str | None = None) -> int:
+    """Call `main(argv)`; turn a user error, a full disk and Ctrl-C into one line and an exit
+    status. The line names the script (`prog`, by default the one Python runs), as argparse's
+    flag errors do."""
+    prog = prog or Path(sys.argv[0]).name
     try:
         return main(argv) or 0
     except UserError as err:
-        _remove_empty_outputs()
-        print(f"{prog or Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a full disk shows up as OSError, or wrapped by TF or h5py
+        from common.run import is_disk_full
+
+        if not is_disk_full(err):
+            raise
+        where = f" writing {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"{prog}: error: no space left on the device{where}; free some space or give "
+              "another --out (what this run wrote was removed)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the last finished "
               "epoch", file=sys.stderr)
         return 130
-    finally:  # a second run in this process starts on one device, in float32
-        _RUN_SCOPE.close()
-        if "keras" in sys.modules:
-            sys.modules["keras"].mixed_precision.set_global_policy("float32")

@@ -10,7 +10,7 @@ the run computes what a single device would on the whole global batch, only fast
   (`check_fit_supported`); a TF_CONFIG naming this one process runs.
 Models and optimizers must be created inside `strategy.scope()` so their variables are
 mirrored; the global batch is `--batch-size` per replica times the number of replicas, and a
-learning rate is stated for the global batch. `common.cli.parse` does this for every training
+learning rate is stated for the global batch. `common.run.start` does this for every training
 chapter: with `--distribute` the whole run happens inside the strategy's scope.
 
 Two rules keep a training step correct under a strategy, so that N replicas compute what one
@@ -56,9 +56,34 @@ def make_strategy(enabled: bool, devices: list[str] | None = None) -> tf.distrib
         except ValueError as err:
             raise UserError(f"TF_CONFIG is not valid JSON ({err}); unset it to train on this "
                             "machine alone") from None
+        check_cluster_shape(config)
         check_fit_supported(config)
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.MirroredStrategy(devices)
+
+
+def check_cluster_shape(config) -> None:
+    """TF_CONFIG must be {"cluster": {job: ["host:port", ...]}, "task": {"type": job,
+    "index": i}}: anything else is one line naming what is wrong, not a traceback."""
+    def bad(what):
+        raise UserError(f"TF_CONFIG: {what}; expected {{\"cluster\": {{\"worker\": "
+                        f"[\"host:port\", ...]}}, \"task\": {{\"type\": \"worker\", "
+                        f"\"index\": 0}}}}, or unset it to train on this machine alone")
+
+    if not isinstance(config, dict):
+        bad(f"the JSON is a {type(config).__name__}, not an object")
+    cluster, task = config.get("cluster", {}), config.get("task", {})
+    if not isinstance(cluster, dict):
+        bad(f"\"cluster\" is a {type(cluster).__name__}, not an object of job names")
+    for job, addresses in cluster.items():
+        if not (isinstance(addresses, list)
+                and all(isinstance(a, str) and ":" in a for a in addresses)):
+            bad(f"cluster job {job!r} is not a list of \"host:port\" addresses")
+    if not isinstance(task, dict):
+        bad(f"\"task\" is a {type(task).__name__}, not an object")
+    if task and (task.get("type") not in cluster or not isinstance(task.get("index"), int)
+                 or not 0 <= task["index"] < len(cluster[task["type"]])):
+        bad(f"task {json.dumps(task)[:80]} names no address in the cluster")
 
 
 def check_fit_supported(config: dict) -> None:
@@ -69,8 +94,7 @@ def check_fit_supported(config: dict) -> None:
     error (before the strategy waits for the others), not a traceback. tests/test_distribute.py
     trains across two worker processes with a step of its own under the same strategy, using
     this module's `gradient_loss` and `draw`."""
-    cluster = config.get("cluster", {}) if isinstance(config, dict) else {}
-    if sum(len(tasks) for tasks in cluster.values()) > 1:
+    if sum(len(tasks) for tasks in config.get("cluster", {}).values()) > 1:
         raise UserError("TF_CONFIG names several processes, but Keras's fit cannot yet train "
                         "under MultiWorkerMirroredStrategy across them (keras-team/keras#20585);"
                         " unset TF_CONFIG to train on this machine's devices")

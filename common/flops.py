@@ -71,8 +71,8 @@ def forward_flops(model) -> int:
 
 
 def training_flops_per_image(model) -> int:
-    """FLOPs of one training step per image: the model's own account if it has one
-    (common.gan.GAN, common.diffusion.DiffusionModel), else three forward passes."""
+    """FLOPs of one training step per image: the model's own account if it has one (the GAN
+    of chapters/ch4_dcgan.py, the DiffusionModel of ch5_ddpm), else three forward passes."""
     own = getattr(model, "training_flops_per_image", None)
     return int(own()) if callable(own) else BACKWARD_FACTOR * forward_flops(model)
 

@@ -21,15 +21,8 @@ import keras
 import numpy as np
 
 from common.atomic import write_json
-from common.cli import epochs_for
-from common.data import load
-from common.errors import DataError, TrainingDiverged
+from common.errors import TrainingDiverged
 from common.flops import training_flops_per_image
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and the backend so a run can be repeated."""
-    keras.utils.set_random_seed(seed)
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -192,33 +185,3 @@ def cosine_adam(learning_rate: float, total_steps: int) -> keras.optimizers.Adam
     end (a lower test MSE than a constant rate; see docs/results.md)."""
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, max(1, total_steps))
     return keras.optimizers.Adam(schedule)
-
-
-@dataclass
-class Prepared:
-    """What `prepare` settles: the data, the epoch count, and the start time of the run."""
-    data: object  # common.data.Dataset
-    epochs: int
-    start: float
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-
-def prepare(args, *, images: int, pad_to: int | None = None, flatten: bool = False,
-            dataset: str | None = None, image_shape: tuple | None = None) -> Prepared:
-    """How every chapter starts: seed everything, load the data (`dataset`, else --dataset)
-    and say which data it is, and settle the epoch count from `--epochs` or the chapter's
-    image budget (common.cli.epochs_for). A chapter whose models are built for one image
-    shape passes it as `image_shape`: other data is a one-line error. `args` is read, never
-    changed."""
-    start = time.perf_counter()
-    seed_everything(args.seed)
-    data = load(dataset or args.dataset, pad_to=pad_to, flatten=flatten, limit=args.limit)
-    if image_shape is not None and data.image_shape != tuple(image_shape):
-        shape = "x".join(map(str, data.image_shape))
-        raise DataError(f"{data.name} has images of {shape}, and this chapter's models are "
-                        f"built for {'x'.join(map(str, image_shape))} grey images; ch2_vae, "
-                        "ch3_vae, ch4_dcgan and ch5_ddpm take 32x32 colour data")
-    print(data.describe())
-    return Prepared(data, epochs_for(args, len(data.x_train), images=images), start)

@@ -19,12 +19,12 @@ import importlib, sys
 sys.path.insert(0, {str(ROOT)!r})
 import tensorflow_datasets as tfds
 from common import data
-from common.cli import run
+from common.cli import run_main
 data._can_download = lambda *args, **kwargs: True  # mock_data fetches nothing
 chapter, *argv = sys.argv[1:]
 main = importlib.import_module("chapters." + chapter).main
 with tfds.testing.mock_data(num_examples=256):
-    sys.exit(run(main, argv, prog=chapter + ".py"))
+    sys.exit(run_main(main, argv, prog=chapter + ".py"))
 """
 
 # chapter -> (a figure with the colour data's images, a saved model, its image output)

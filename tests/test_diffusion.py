@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from chapters.ch5_ddpm import build_unet
+from chapters.ch5_ddpm import DiffusionModel, build_unet
 from common.diffusion.samplers import coefficients, guided_eps, sample_ddim
 from common.diffusion.schedule import (
     SCHEDULES,
@@ -16,7 +16,6 @@ from common.diffusion.schedule import (
     predicting_v,
     timestep_embedding,
 )
-from common.diffusion.trainer import DiffusionModel
 from tests.conftest import run_script
 
 
@@ -139,11 +138,12 @@ def test_training_lowers_the_noise_prediction_loss_on_a_repeated_batch():
 
 
 def test_ema_decay_warms_up_so_the_initial_weights_fade_fast():
-    model = tiny(ema_decay=0.999)
-    decays = [float(model.ema_decay_now(float(n))) for n in (0, 90, 1e6)]
+    from common.diffusion.ema import ema_decay_now
+
+    decays = [float(ema_decay_now(0.999, float(n))) for n in (0, 90, 1e6)]
     assert decays == pytest.approx([0.1, 0.91, 0.999])
     # after 1,900 steps the random start weighs < 1e-3, not the 0.999^1900 = 15% of a fixed decay
-    weight = np.prod([float(model.ema_decay_now(float(n))) for n in range(1900)])
+    weight = np.prod([float(ema_decay_now(0.999, float(n))) for n in range(1900)])
     assert weight < 1e-3 < 0.999 ** 1900
 
 
@@ -191,6 +191,62 @@ def test_ddim_with_every_step_and_eta_one_is_the_ddpm_update():
     assert ddpm[-1, 3] == 0.0  # no noise is added on the last step
     eta0 = coefficients(schedule, [1000, 500, 1], eta=0.0, ancestral=False)
     assert np.all(eta0[:, 3] == 0.0)  # DDIM with eta = 0 is deterministic
+
+
+@pytest.mark.parametrize("num_classes", [0, 3])
+def test_algorithm_2_written_out_draws_what_the_compiled_sampler_draws(num_classes):
+    """chapters/ch5_ddpm.py's ancestral_sample, the paper's loop line by line, and the one
+    compiled loop of common.diffusion.samplers, from the same noise: the same images (up to
+    float32 rounding; the network is untrained, so x grows large along the way)."""
+    from chapters.ch5_ddpm import ancestral_sample
+    from common.diffusion.samplers import sample_ddpm
+
+    keras.utils.set_random_seed(0)
+    net = build_unet(8, num_classes, attention=False)
+    schedule = Schedule(50, 1e-3, 0.2)
+    guided = {} if not num_classes else {"labels": np.array([0, 1, 2, 0], np.int32),
+                                         "guidance": 2.0, "null_class": num_classes}
+    written, kept = ancestral_sample(net, schedule, (4, 28, 28, 1), seed=3, keep_every=10,
+                                     **guided)
+    compiled = sample_ddpm(net, schedule, (4, 28, 28, 1), seed=3, clip=False, **guided)
+    scale = np.abs(compiled).max()
+    np.testing.assert_allclose(written, compiled, atol=1e-5 * scale)
+    assert kept.shape == (6, 4, 28, 28, 1)  # x_T and every 10th of the 50 steps
+    np.testing.assert_array_equal(kept[-1], written)
+    other = ancestral_sample(net, schedule, (4, 28, 28, 1), seed=4, **guided)
+    assert not np.allclose(other, written)  # another seed, other noise
+
+
+# The loss of three batches (running mean) and the EMA copy's first weights as the training
+# step computed them before it moved from common/diffusion/trainer.py into ch5_ddpm
+# (2026-12-07; mnist5k's first 96 images in [-1, 1], build_diffusion(8, seed=0), Adam(1e-3)).
+ALGORITHM_1_BEFORE = {
+    "v_logit": ({"prediction": "v", "timesteps": "logit_normal"},
+                [1.7752445, 1.7157489, 1.6484686], [9.5453196, 0.0160756, 47.41888]),
+    "eps_uniform_conditional": ({"num_classes": 10}, [1.5569105, 1.4641924, 1.4021643],
+                                [47.3734016, 0.0639327, 9.6572065]),
+}
+
+
+@pytest.mark.parametrize("name", list(ALGORITHM_1_BEFORE))
+def test_algorithm_1_in_the_chapter_trains_as_before(name, digits):
+    from chapters.ch5_ddpm import build_diffusion
+    from common.scaling import to_tanh_range
+
+    settings, losses, ema_sums = ALGORITHM_1_BEFORE[name]
+    x, y = to_tanh_range(digits.x_train[:96]), digits.y_train[:96]
+    keras.utils.set_random_seed(0)
+    model = build_diffusion(8, seed=0, **settings)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    seen = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs=None: seen.append(float(logs["loss"])))
+    data = (x, y) if settings.get("num_classes") else x
+    model.fit(tf.data.Dataset.from_tensor_slices(data).batch(32), epochs=1, verbose=0,
+              shuffle=False, callbacks=[record])
+    np.testing.assert_allclose(seen, losses, rtol=2e-4)
+    sums = [float(np.abs(w).sum()) for w in model.ema_network.get_weights()[:3]]
+    np.testing.assert_allclose(sums, ema_sums, rtol=2e-4)
 
 
 def test_samplers_return_images_of_the_requested_shape_and_are_seeded():

@@ -4,9 +4,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from chapters.ch4_dcgan import build_discriminator, build_generator
+from chapters.ch4_dcgan import GAN, build_discriminator, build_generator
 from common import flops
-from common.gan.training import GAN
 from common.pipeline import batches
 from common.training import fit
 from common.vq.masked_conv import MaskedConv2D

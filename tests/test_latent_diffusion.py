@@ -2,6 +2,7 @@
 models, and the whole chapter in a --quick run (digits, as every test's data)."""
 
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -135,10 +136,46 @@ def test_quick_run_saves_loadable_models_and_answers_prompts(tmp_path):
     assert (out / "prompt_seven.png").exists() and (out / "prompt_3.png").exists()
 
     bad = run_script("chapters/ch5_latent_diffusion.py", "--quick", "--dataset", "mnist5k",
-                     "--out", out, "--prompt", "ankle boot", timeout=300)
+                     "--out", out, "--prompt", "ankle boot", "--prompt", "x" * 100_000,
+                     timeout=300)
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown prompt 'ankle boot'" in lines[0] and "'7'" in lines[0]
+    check_damaged_folders(out, tmp_path)
+
+
+def check_damaged_folders(out, tmp_path):
+    """Every way a saved run can be damaged is one line that names the file, from the
+    in-process reader, and from the command line once."""
+    from chapters.ch5_latent_diffusion import load_run
+    from common.data import load
+
+    digits = load("mnist5k", limit=512)
+    damages = {
+        "decoder.keras": lambda p: p.write_bytes(p.read_bytes()[:100_000]),
+        "denoiser_ema.keras": lambda p: p.write_text("not a model"),
+        "latent_diffusion.json": lambda p: p.write_text(p.read_text()[:50]),
+        "metrics.json": lambda p: p.write_text(json.dumps({"chapter": "ch5_latent_diffusion",
+                                                            "wrong": "keys"})),
+    }
+    for name, damage in damages.items():
+        copy = tmp_path / f"damaged_{name}"
+        shutil.copytree(out, copy)
+        damage(copy / name)
+        with pytest.raises(UserError) as caught:
+            load_run(copy, digits)
+        assert "\n" not in str(caught.value) and str(copy) in str(caught.value), name
+    keys = tmp_path / "wrong_keys"
+    shutil.copytree(out, keys)
+    (keys / "latent_diffusion.json").write_text(json.dumps({"dataset": "mnist5k"}))
+    with pytest.raises(UserError, match="lacks 'image_shape'"):
+        load_run(keys, digits)
+    result = run_script("chapters/ch5_latent_diffusion.py", "--quick", "--dataset", "mnist5k",
+                        "--out", tmp_path / "damaged_decoder.keras", "--prompt", "seven",
+                        timeout=300)
+    assert result.returncode == 2, result.stderr[-1500:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "decoder.keras is not a loadable Keras model" in lines[0]
 
 
 def test_quick_run_with_the_diffusion_transformer(tmp_path, digits):
@@ -150,6 +187,31 @@ def test_quick_run_with_the_diffusion_transformer(tmp_path, digits):
     assert metrics["models"]["latent_diffusion"]["denoiser"] == "dit"
     denoiser = keras.saving.load_model(out / "denoiser_ema.keras", safe_mode=True)
     assert denoiser.get_layer("patchify").kernel.shape[:2] == (1, 1)  # 1x1 patches of 7x7
-    # --prompt reuses saved models only when they are of the denoiser asked for
+    # --prompt reuses saved models only when they are of the denoiser asked for; asked for
+    # the other, it says what is there and overwrites nothing
     from chapters.ch5_latent_diffusion import load_run
-    assert load_run(out, digits, "dit") is not None and load_run(out, digits, "unet") is None
+    assert load_run(out, digits, "dit") is not None
+    with pytest.raises(UserError, match="holds a latent-diffusion run with the dit denoiser"):
+        load_run(out, digits, "unet")
+    before = (out / "metrics.json").read_bytes()
+    other = run_script("chapters/ch5_latent_diffusion.py", "--quick", "--dataset", "mnist5k",
+                       "--out", out, "--prompt", "seven", timeout=300)
+    assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1
+    assert "pass --denoiser dit to draw with it" in other.stderr
+    assert (out / "metrics.json").read_bytes() == before
+
+
+def test_an_interrupted_run_keeps_its_trained_autoencoder(digits, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from chapters.ch5_latent_diffusion import train_autoencoder
+
+    run = SimpleNamespace(out=tmp_path, seed=0, quick=True)
+    first, speed = train_autoencoder(digits, run, 2)
+    assert (tmp_path / ".backup" / "autoencoder" / "autoencoder.json").exists()
+    capsys.readouterr()
+    again, speed_again = train_autoencoder(digits, run, 2)  # the run resumed
+    assert "trained earlier in this run" in capsys.readouterr().out
+    assert again.scale == first.scale and speed_again == speed
+    for a, b in zip(first.decoder.get_weights(), again.decoder.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -13,7 +13,14 @@ from common.eval.classifier import (
     train_judge,
     wilson_interval,
 )
-from common.eval.metrics import bootstrap_fid, fid_from_features, frechet_distance, gaussian_stats
+from common.eval.metrics import (
+    FidReference,
+    KidReference,
+    fid_from_features,
+    fid_interval,
+    frechet_distance,
+    gaussian_stats,
+)
 from tests.conftest import run_script
 
 
@@ -112,17 +119,67 @@ def test_robustness_falls_without_the_augmentation(digits):
     assert robust_scores["noise_0.2"] > plain_scores["noise_0.2"] + 0.02
 
 
-def test_the_bootstrap_interval_covers_a_known_fid():
-    # Two Gaussians with the same covariance: FID = |mu_1 - mu_2|^2 = 1, exactly.
+def test_the_jackknife_interval_means_what_it_says():
+    # The spread of the FID over independent draws of 400 samples from one "generator",
+    # against the jackknife's estimate of it from each draw alone; and how often the interval
+    # of one draw holds the FID's mean over all draws (its expectation at this count).
     rng = np.random.default_rng(0)
-    covered = 0
-    for trial in range(20):
-        real = rng.normal(size=(3000, 4))
-        fake = rng.normal(size=(3000, 4)) + np.array([1.0, 0, 0, 0])
-        low, high = bootstrap_fid(real, fake, seed=trial, rounds=40)
-        covered += low <= 1.0 <= high
-        assert high - low < 0.4
-    assert covered >= 15  # a 95% interval, up to its own sampling error
+    real = rng.normal(size=(10_000, 6))
+    reference = FidReference(real)
+    scale = np.array([1.3, 1.0, 0.8, 1.0, 1.1, 1.0])
+    draws = [reference.fid_with_interval(rng.normal(size=(400, 6)) * scale + 0.2)
+             for _ in range(60)]
+    fids = np.array([d["fid"] for d in draws])
+    ses = np.array([d["se"] for d in draws])
+    assert 0.7 < ses.mean() / fids.std(ddof=1) < 1.5
+    covered = np.mean([low <= fids.mean() <= high for low, high in (d["ci95"] for d in draws)])
+    assert covered >= 0.85
+
+
+def test_the_intervals_tell_apart_only_different_distributions():
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(4000, 16))
+    kid = KidReference(real)
+    same, other = rng.normal(size=(600, 16)), rng.normal(size=(600, 16))
+    shifted = rng.normal(size=(600, 16)) + np.r_[0.4, np.zeros(15)]
+    low, high = kid.kid_with_interval(same)["ci95"]
+    assert low <= 0.0 <= high  # indistinguishable from the real set
+    assert kid.kid_with_interval(shifted)["ci95"][0] > 0.0  # told apart
+    fid = FidReference(real)
+    a, b, c = (fid.fid_with_interval(x)["ci95"] for x in (same, other, shifted))
+    assert a[0] <= b[1] and b[0] <= a[1]  # two draws of one distribution overlap
+    assert c[0] > max(a[1], b[1])  # the shifted one lies apart from both
+
+
+def test_every_interval_contains_its_estimate():
+    # Small and biased sets (duplicates, few samples) are where a basic bootstrap interval
+    # ended below its own estimate.
+    rng = np.random.default_rng(2)
+    real = rng.normal(size=(3000, 8))
+    reference, kid = FidReference(real), KidReference(real)
+    for n, shift in ((12, 0.0), (50, 0.0), (200, 1.0), (1000, 0.1)):
+        fake = rng.normal(size=(n, 8)) + shift
+        fake[: n // 3] = fake[0]  # a third of them one image
+        for report, key in ((reference.fid_with_interval(fake), "fid"),
+                            (kid.kid_with_interval(fake), "kid")):
+            low, high = report["ci95"]
+            assert low <= report[key] <= high, (n, shift, key, report)
+    assert fid_interval(real[:500], real[500:1000])["fid"] == pytest.approx(
+        fid_from_features(real[:500], real[500:1000]), rel=1e-6)
+
+
+def test_the_results_table_intervals_contain_their_estimates():
+    import re
+
+    from tests.conftest import ROOT
+
+    text = (ROOT / "docs" / "results.md").read_text()
+    table = text[text.index("<!-- run_all: the table below"):
+                 text.index("<!-- run_all: end of table -->")]
+    found = re.findall(r"(-?\d+\.\d+) \[(-?\d+\.?\d*), (-?\d+\.?\d*)\]", table)
+    assert found  # the table reports intervals
+    for estimate, low, high in found:
+        assert float(low) <= float(estimate) <= float(high), (estimate, low, high)
 
 
 def test_the_wilson_interval():

@@ -3,6 +3,7 @@
 import json
 
 from chapters import run_all
+from common import report
 from tests.conftest import ROOT, run_script
 
 
@@ -42,13 +43,13 @@ def test_runs_a_chapter_and_reports_progress(tmp_path):
     assert (tmp_path / "classical_normal" / "log.txt").stat().st_size > 0
     assert "`classical_normal`" in (tmp_path / "RESULTS.md").read_text()
     record = json.loads((tmp_path / "classical_normal" / "metrics.json").read_text())
-    assert record["matmul_peak_gflop_per_s"] == run_all.saved_peak(tmp_path) > 0.1
+    assert record["matmul_peak_gflop_per_s"] == report.saved_peak(tmp_path) > 0.1
 
 
 def test_bench_measures_and_keeps_the_peak(tmp_path):
     result = run_script("chapters/run_all.py", "--bench", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
-    assert run_all.saved_peak(tmp_path) > 0.1
+    assert report.saved_peak(tmp_path) > 0.1
     assert "GFLOP/s" in result.stdout and not (tmp_path / "RESULTS.md").exists()
 
 
@@ -64,14 +65,14 @@ def test_every_chapter_script_is_in_the_runner():
 
 
 def test_docs_table_replaces_the_rows_of_real_runs_and_keeps_the_rest():
-    text = "\n".join(["intro", run_all.TABLE_START + " ... -->", *run_all.TABLE_HEAD,
+    text = "\n".join(["intro", report.TABLE_START + " ... -->", *report.TABLE_HEAD,
                       "| `ch1_classifiers` | d | linear_model | old | 1.0 min |  |  |  |  | x |",
                       "|  |  | mlp | old |  |  |  |  |  |  |",
                       "| `ch2_vae` | d | vae | old | 2.0 min |  |  |  |  | x |",
-                      run_all.TABLE_END, "outro"])
+                      report.TABLE_END, "outro"])
     real = {"models": {"cnn_classifier": {"test_accuracy": 0.9}}, "wall_time_s": 60,
             "dataset": {"name": "mnist5k"}, "date": "today"}
-    merged = run_all.merge_docs_table(text, [("ch1_classifiers", real),
+    merged = report.merge_docs_table(text, [("ch1_classifiers", real),
                                              ("ch2_vae", {**real, "quick": True})], None)
     rows = [line for line in merged.splitlines() if line.startswith("| `")]
     assert rows[0].startswith("| `ch1_classifiers` | mnist5k | cnn_classifier | accuracy 0.900")
@@ -85,8 +86,8 @@ def test_rows_scored_by_different_judges_are_flagged():
         return {"models": {"m": {"classifier_fid": 7.0, "fid_ci95": [6.5, 7.6]}},
                 "judge": {"dataset": "fashion_mnist", "checksum": checksum}}
 
-    same = run_all.results_markdown([("ch4_dcgan", record("aa")), ("ch5_ddpm", record("aa"))])
+    same = report.results_markdown([("ch4_dcgan", record("aa")), ("ch5_ddpm", record("aa"))])
     assert "Judge for fashion_mnist: `aa` (ch4_dcgan, ch5_ddpm)." in same
     assert "Different judges" not in same and "classifier FID 7.00 [6.5, 7.6]" in same
-    mixed = run_all.results_markdown([("ch4_dcgan", record("aa")), ("ch5_ddpm", record("bb"))])
+    mixed = report.results_markdown([("ch4_dcgan", record("aa")), ("ch5_ddpm", record("bb"))])
     assert "Different judges" in mixed

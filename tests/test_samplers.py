@@ -9,16 +9,19 @@ from chapters.ch5_ddpm import build_unet
 from chapters.ch5_samplers import against_ddpm, step_counts
 from chapters.ch5_samplers import main as samplers_main
 from common.atomic import save_model
-from common.cli import run
+from common.cli import run_main
 from tests.conftest import run_script
 
 
-def trained_run(folder, num_classes=0, dataset="mnist5k"):
+def trained_run(folder, num_classes=0, dataset="mnist5k", quick=True, **models):
     """A stand-in for a ch5_ddpm output folder: an (untrained) EMA U-Net and the metrics.json
-    that names its data. The script's job is the comparison, not the network's quality."""
+    that names its chapter and data. The script's job is the comparison, not the network's
+    quality."""
     folder.mkdir(parents=True)
     save_model(build_unet(8, num_classes, False, name="unet_ema"), folder / "unet_ema.keras")
-    (folder / "metrics.json").write_text(json.dumps({"dataset": {"name": dataset}}))
+    (folder / "metrics.json").write_text(json.dumps(
+        {"chapter": "ch5_ddpm", "dataset": {"name": dataset}, "quick": quick,
+         "models": {"ddpm": models}}))
     return folder
 
 
@@ -65,22 +68,25 @@ def test_each_noise_set_is_compared_with_ddpm_on_the_same_set():
 def one_line_error(capsys, argv) -> str:
     """Run the script's main as the command line does; its exit status must be 2 and its
     stderr one line, which is returned."""
-    assert run(samplers_main, argv, prog="ch5_samplers.py") == 2
+    assert run_main(samplers_main, argv, prog="ch5_samplers.py") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     return err[0]
 
 
 def test_mistakes_are_one_line_errors(tmp_path, capsys):
-    out = ["--out", str(tmp_path / "out")]
-    assert "no trained U-Net" in one_line_error(capsys, ["--run", str(tmp_path / "nothing"),
-                                                         *out])
+    out = ["--quick", "--out", str(tmp_path / "out")]
+    assert "holds no finished run of ch5_ddpm" in one_line_error(
+        capsys, ["--run", str(tmp_path / "nothing"), *out])
     conditional = trained_run(tmp_path / "cond", num_classes=10)
     assert "class-conditional" in one_line_error(capsys, ["--run", str(conditional), *out])
-    broken = tmp_path / "broken"
-    broken.mkdir()
+    broken = trained_run(tmp_path / "broken")
     (broken / "unet_ema.keras").write_bytes(b"not a zip file")
-    assert "not a loadable Keras model" in one_line_error(capsys, ["--run", str(broken), *out])
+    assert "is not a loadable Keras model" in one_line_error(capsys,
+                                                             ["--run", str(broken), *out])
+    smoke = trained_run(tmp_path / "smoke")  # a --quick run serves only a --quick run
+    assert "holds a --quick run of ch5_ddpm" in one_line_error(
+        capsys, ["--run", str(smoke), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
 
 
@@ -95,9 +101,9 @@ def test_bad_flags_are_one_line(tmp_path, capsys, flags, message):
 
 
 def test_the_samplers_use_the_schedule_the_run_trained_with(tmp_path):
-    from chapters.ch5_samplers import schedule_of
-    (tmp_path / "metrics.json").write_text(json.dumps(
-        {"models": {"ddpm": {"schedule": "cosine"}}}))
-    assert schedule_of(tmp_path) == "cosine"
-    (tmp_path / "metrics.json").write_text(json.dumps({"models": {"ddpm": {}}}))
-    assert schedule_of(tmp_path) == "linear"  # runs from before --schedule existed
+    from chapters.ch5_samplers import load_run
+
+    _, dataset, schedule = load_run(trained_run(tmp_path / "cosine", schedule="cosine"))
+    assert (dataset, schedule.kind) == ("mnist5k", "cosine")
+    _, _, schedule = load_run(trained_run(tmp_path / "old"))
+    assert schedule.kind == "linear"  # runs from before --schedule existed

@@ -6,7 +6,8 @@ import pytest
 
 from common.errors import TrainingDiverged
 from common.pipeline import batches
-from common.training import Throughput, fit, seed_everything
+from common.run import seed_everything
+from common.training import Throughput, fit
 
 
 def tiny_regressor():

@@ -7,11 +7,11 @@ import tensorflow as tf
 from keras import ops
 from scipy.stats import multivariate_normal
 
+from chapters.ch3_hierarchical_vae import HierarchicalVaeLossLayer
 from chapters.ch3_vae import assemble_vae, conv_decoder, conv_encoder, dense_decoder, dense_encoder
 from common.latent import traversal_codes
 from common.pipeline import labelled_inputs
-from common.vae.elbo import ElboMonitor, ElboReport, elbo_report
-from common.vae.layers import HierarchicalVaeLossLayer, gaussian_log_density
+from common.vae.elbo import ElboMonitor, ElboReport, elbo_report, gaussian_log_density
 
 
 def test_conv_parts_match_the_keras_io_vae_summary():

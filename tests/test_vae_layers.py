@@ -2,13 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from common.vae.layers import (
-    KLAnnealing,
-    Sampling,
-    VaeLossLayer,
-    bernoulli_nll,
-    kl_to_standard_normal,
-)
+from chapters.ch3_vae import Sampling, VaeLossLayer
+from common.vae.annealing import KLAnnealing
+from common.vae.elbo import bernoulli_nll, kl_to_standard_normal
 
 
 def test_bernoulli_nll_matches_a_hand_computation():

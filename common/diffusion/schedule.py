@@ -1,4 +1,5 @@
-"""The forward process of denoising diffusion (Ho et al. 2020, "DDPM"), and the step embedding.
+"""The forward process of denoising diffusion (Ho et al. 2020, "DDPM"), and how a denoiser is told
+the step (and the class).
 
 T steps with variances beta_t (linear from 1e-4 to 0.02, the paper's sec. 4):
 
@@ -85,6 +86,33 @@ class TimestepEmbedding(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "dim": self.dim}
 
+
+
+
+# The label vectors start unit-normal, as large as the step's embedding, rather than Keras's
+# default uniform(-0.05, 0.05), which drowned the label and made it slow to learn.
+LABEL_STDDEV = 1.0
+
+
+def step_and_label(shape, num_classes: int, sinusoid_dim: int, width: int,
+                   image_name: str = "x_t"):
+    """A noise predictor's inputs [x_t, t (int)] (+ label (int)) and its conditioning vector:
+    the step's sinusoidal embedding through a two-layer MLP, plus a learned class vector when
+    there is a label."""
+    x_in = keras.Input(shape, name=image_name)
+    t_in = keras.Input((), dtype="int32", name="t")
+    inputs = [x_in, t_in]
+    emb = TimestepEmbedding(sinusoid_dim, name="t_sinusoidal")(t_in)
+    emb = layers.Dense(width, activation="swish", name="t_mlp_1")(emb)
+    emb = layers.Dense(width, name="t_mlp_2")(emb)
+    if num_classes:
+        label = keras.Input((), dtype="int32", name="label")
+        inputs.append(label)
+        class_vector = layers.Embedding(num_classes + 1, width, name="label_embedding",
+                                        embeddings_initializer=keras.initializers.RandomNormal(
+                                            stddev=LABEL_STDDEV))(label)
+        emb = layers.Add(name="t_plus_label")([emb, class_vector])
+    return inputs, emb
 
 
 

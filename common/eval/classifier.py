@@ -1,4 +1,4 @@
-"""CNN classifiers: chapter 1's small model, and the judge that measures the later chapters.
+"""The judge: the CNN classifier that measures every generative chapter.
 
 Generative chapters need to judge images they made: are they recognisable (conditional
 accuracy: the share the classifier assigns to the requested class) and do they look like the
@@ -29,52 +29,26 @@ import tensorflow as tf
 from scipy import ndimage
 
 from common.atomic import save_model, write_json, write_text
-from common.eval.metrics import bootstrap_fid, fid_from_features
+from common.errors import first_line
+from common.eval.metrics import FidReference, KidReference, fid_from_features
 from common.precision import float32_policy
 from common.training import cosine_adam
 
 
-def build_cnn_classifier(input_shape, num_classes: int, name: str = "cnn_classifier"):
-    """Conv(32) - pool - Conv(64) - pool - Dense(128, 'features') - softmax.
-
-    Two 3x3 conv/pool stages learn stroke and part detectors; dropout keeps the 128-d
-    `features` layer from memorising. About 0.99 on MNIST and 0.91 on Fashion-MNIST.
-    """
-    return keras.Sequential([
-        keras.Input(shape=input_shape),
-        keras.layers.Conv2D(32, 3, activation="relu", name="conv_1"),
-        keras.layers.MaxPooling2D(2, name="pool_1"),
-        keras.layers.Conv2D(64, 3, activation="relu", name="conv_2"),
-        keras.layers.MaxPooling2D(2, name="pool_2"),
-        *features_head(num_classes),
-    ], name=name)
-
-
-def features_head(num_classes: int) -> list:
-    """Flatten - dropout - Dense(128, 'features') - softmax: the classifiers' common top. The
-    judge's FID is read off `features`."""
-    return [keras.layers.Flatten(name="flatten"),
-            keras.layers.Dropout(0.5, name="dropout"),
-            keras.layers.Dense(128, activation="relu", name="features"),
-            keras.layers.Dense(num_classes, activation="softmax", name="class_probabilities")]
-
-
 def build_judge(input_shape, num_classes: int, name: str = "feature_classifier"):
-    """The judge: chapter 1's CNN with two 'same' 3x3 convolutions per stage instead of one.
-
-    Each stage sees 5x5 pixels before it pools instead of 3x3, which lifts Fashion-MNIST test
-    accuracy past 0.91 with the augmentation below (docs/results.md, "The judge").
+    """The judge: chapter 1's CNN (chapters/ch1_classifiers.py) with two 'same' 3x3
+    convolutions per stage instead of one. Each stage sees 5x5 pixels before it pools instead
+    of 3x3, which lifts Fashion-MNIST test accuracy with the augmentation below
+    (docs/results.md, "The judge"). Its 128-d `features` layer is what FID and KID compare.
     """
-    return keras.Sequential([
-        keras.Input(shape=input_shape),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv_1a"),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv_1b"),
-        keras.layers.MaxPooling2D(2, name="pool_1"),
-        keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv_2a"),
-        keras.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv_2b"),
-        keras.layers.MaxPooling2D(2, name="pool_2"),
-        *features_head(num_classes),
-    ], name=name)
+    stages = [layer for stage, filters in ((1, 32), (2, 64)) for layer in (
+        keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv_{stage}a"),
+        keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv_{stage}b"),
+        keras.layers.MaxPooling2D(2, name=f"pool_{stage}"))]
+    head = [keras.layers.Flatten(name="flatten"), keras.layers.Dropout(0.5, name="dropout"),
+            keras.layers.Dense(128, activation="relu", name="features"),  # what FID compares
+            keras.layers.Dense(num_classes, activation="softmax", name="class_probabilities")]
+    return keras.Sequential([keras.Input(shape=input_shape), *stages, *head], name=name)
 
 
 CACHE_README = """\
@@ -208,6 +182,7 @@ class FeatureClassifier:
         self.path = path
         self._features = keras.Model(model.inputs, model.get_layer("features").output)
         self.image_shape = tuple(model.input_shape[1:])
+        self._references: dict = {}  # per dataset: the test set's FID and KID terms
 
     @property
     def checksum(self) -> str:
@@ -222,22 +197,19 @@ class FeatureClassifier:
     @classmethod
     def for_dataset(cls, data, root: Path, *, epochs: int = JUDGE_EPOCHS,
                     verbose: int = 0, augmented: bool = True) -> FeatureClassifier:
-        """Load the cached judge for `data`, or train (deterministically) and cache one."""
+        """The judge for `data`: the shipped one where it matches, else the one cached under
+        `root`, else one trained here (deterministically) and cached. A shipped or cached
+        judge is used only if its files load and its weights hash to the checksum on record;
+        otherwise the note says why and a judge is trained here."""
         if len(data.image_shape) == 1:
             raise ValueError("give the classifier NHWC images, not flat vectors")
         shipped = cls.shipped(data, augmented=augmented)
         if shipped is not None:
             return shipped
         path = Path(root) / "_classifiers" / f"{judge_stem(data)}.keras"
-        info_path = path.with_suffix(".json")
-        if path.exists() and info_path.exists():
-            info = json.loads(info_path.read_text())
-            if (info.get("architecture") == JUDGE_ARCHITECTURE and "checksum" in info
-                    and info.get("augmented") == augmented):
-                info.setdefault("source", "trained on this machine")
-                judge = cls(keras.saving.load_model(path), info, path)
-                print(f"judge: {path} (checksum {judge.checksum})")
-                return judge
+        cached = cls.cached(path, augmented=augmented)
+        if cached is not None:
+            return cached
         print(f"training the judge for {data.name} ({epochs} epochs, deterministic)")
         model = train_judge(data, epochs=epochs, augmented=augmented, verbose=verbose)
         info = {"dataset": data.name, "checksum": checksum(model), "epochs": epochs,
@@ -247,9 +219,36 @@ class FeatureClassifier:
                 "robustness": robustness(model, data.x_test, data.y_test)}
         info["test_accuracy"] = info["robustness"]["clean"]
         save_model(model, path)
-        write_json(info_path, info)
+        write_json(path.with_suffix(".json"), info)
         write_text(path.parent / "README.txt", CACHE_README)
         print(f"judge: {path} (checksum {info['checksum']}; accuracy {info['robustness']})")
+        return cls(model, info, path)
+
+    @classmethod
+    def cached(cls, path: Path, *, augmented: bool = True) -> FeatureClassifier | None:
+        """The judge cached at `path` (a .keras file and its .json record), or None: nothing
+        cached, another architecture, or files that fail to load or to match their checksum
+        (each said in one note)."""
+        info_path = path.with_suffix(".json")
+        if not (path.exists() and info_path.exists()):
+            return None
+        try:
+            info = json.loads(info_path.read_text())
+            if (info.get("architecture") != JUDGE_ARCHITECTURE
+                    or info.get("augmented") != augmented):
+                return None
+            model = keras.saving.load_model(path)
+            recorded = info["checksum"]
+        except Exception as err:  # any damage (zip, HDF5, JSON, keys): this file is unusable
+            print(f"note: the cached judge {path} cannot be read ({first_line(err)}); "
+                  "training a judge here")
+            return None
+        if checksum(model) != recorded:
+            print(f"note: the cached judge {path} does not hash to its checksum {recorded}; "
+                  "training a judge here")
+            return None
+        info.setdefault("source", "trained on this machine")
+        print(f"judge: {path} (checksum {recorded})")
         return cls(model, info, path)
 
     @classmethod
@@ -257,28 +256,37 @@ class FeatureClassifier:
                 folder: Path | None = None) -> FeatureClassifier | None:
         """The judge shipped for `data` in `folder` (default SHIPPED), or None when none
         matches: another dataset or size, other data under the same name (fingerprint),
-        another architecture, or weights that no longer hash to their recorded checksum."""
+        another architecture, files that fail to load, or weights that no longer hash to
+        their recorded checksum."""
         folder = SHIPPED if folder is None else Path(folder)
         weights = folder / f"{judge_stem(data)}.weights.h5"
         info_path = folder / f"{judge_stem(data)}.json"
         if not (weights.exists() and info_path.exists()):
             return None
-        info = json.loads(info_path.read_text())
-        if (info.get("architecture") != JUDGE_ARCHITECTURE
-                or info.get("augmented") != augmented
-                or info.get("data_fingerprint") != fingerprint(data)):
+        try:
+            info = json.loads(info_path.read_text())
+            matches = (info.get("architecture") == JUDGE_ARCHITECTURE
+                       and info.get("augmented") == augmented
+                       and info.get("data_fingerprint") == fingerprint(data))
+            if matches:
+                with float32_policy():
+                    model = build_judge(data.image_shape, data.num_classes)
+                model.load_weights(weights)
+                recorded = info["checksum"]
+        except Exception as err:  # any damage (HDF5, JSON, keys): this file is unusable
+            print(f"note: the shipped judge {weights.name} cannot be read "
+                  f"({first_line(err)}); training a judge here")
+            return None
+        if not matches:
             print(f"note: the shipped judge {weights.name} does not match this data; "
                   "training one here")
             return None
-        with float32_policy():
-            model = build_judge(data.image_shape, data.num_classes)
-        model.load_weights(weights)
-        if checksum(model) != info["checksum"]:
-            print(f"note: {weights} does not hash to its checksum {info['checksum']}; "
+        if checksum(model) != recorded:
+            print(f"note: {weights} does not hash to its checksum {recorded}; "
                   "training a judge here")
             return None
         info = {**info, "source": f"shipped ({weights.name})"}
-        print(f"judge: {weights} (shipped; checksum {info['checksum']})")
+        print(f"judge: {weights} (shipped; checksum {recorded})")
         return cls(model, info, weights)
 
     def ship(self, data, folder: Path | None = None) -> Path:
@@ -309,17 +317,28 @@ class FeatureClassifier:
         """Classifier FID between two image sets (lower is closer)."""
         return fid_from_features(self.features(real_images), self.features(generated_images))
 
-    def fid_report(self, data, generated_images, *, seed: int = 0) -> dict:
-        """Classifier FID of `generated_images` against the test set, with its spread (a 95%
-        bootstrap interval over the samples) and its floor (as many real training images
-        against the same test set: what a perfect generator would score at this count)."""
-        real = self.features(data.x_test)
+    def references(self, data) -> tuple[FidReference, KidReference]:
+        """The test set's Gaussian (FID) and kernel term (KID), made once per dataset."""
+        key = (data.name, len(data.x_test))
+        if key not in self._references:
+            real = self.features(data.x_test)
+            self._references[key] = (FidReference(real), KidReference(real))
+        return self._references[key]
+
+    def fid_report(self, data, generated_images) -> dict:
+        """Classifier FID and KID of `generated_images` against the test set, each with a
+        95% jackknife interval (common.eval.metrics: it contains the estimate and gives the
+        spread over fresh draws of as many samples), and the FID's floor (as many real
+        training images against the same test set: what a perfect generator would score at
+        this count)."""
+        fid_ref, kid_ref = self.references(data)
         fake = self.features(generated_images)
         count = min(len(fake), len(data.x_train))
-        floor = fid_from_features(real, self.features(data.x_train[:count]))
-        low, high = bootstrap_fid(real, fake, seed=seed)
-        return {"classifier_fid": round(fid_from_features(real, fake), 3),
-                "fid_ci95": [round(low, 3), round(high, 3)], "fid_floor": round(floor, 3),
+        floor = fid_ref.fid(self.features(data.x_train[:count]))
+        fid, kid = fid_ref.fid_with_interval(fake), kid_ref.kid_with_interval(fake)
+        return {"classifier_fid": round(fid["fid"], 3),
+                "fid_ci95": [round(v, 3) for v in fid["ci95"]], "fid_floor": round(floor, 3),
+                "kid": round(kid["kid"], 4), "kid_ci95": [round(v, 4) for v in kid["ci95"]],
                 "fid_samples": len(fake), "judge": self.checksum}
 
     def conditional_accuracy(self, generated_images, requested_labels) -> float:
@@ -357,10 +376,15 @@ def describe_scores(scores: dict) -> str:
 
 
 def describe_fid(report: dict) -> str:
-    """'classifier FID 7.44 [7.1, 7.9], floor 1.2 (1,000 samples)' from `fid_report`."""
+    """'classifier FID 7.44 [6.9, 8.0], floor 1.20; KID 0.412 [0.30, 0.52] (1,000 samples)'
+    from `fid_report`."""
     low, high = report["fid_ci95"]
-    return (f"classifier FID {report['classifier_fid']:.2f} [{low:.2f}, {high:.2f}], floor "
-            f"{report['fid_floor']:.2f} ({report['fid_samples']:,} samples)")
+    text = (f"classifier FID {report['classifier_fid']:.2f} [{low:.2f}, {high:.2f}], floor "
+            f"{report['fid_floor']:.2f}")
+    if "kid" in report:
+        low, high = report["kid_ci95"]
+        text += f"; KID {report['kid']:.3f} [{low:.3f}, {high:.3f}]"
+    return text + f" ({report['fid_samples']:,} samples)"
 
 
 def main(argv=None) -> None:
@@ -380,6 +404,6 @@ def main(argv=None) -> None:
 if __name__ == "__main__":
     import sys
 
-    from common.cli import run  # noqa: PLC0415 (a bad dataset name: one error line, exit 2)
+    from common.cli import run_main  # noqa: PLC0415 (a bad dataset name: one error line, exit 2)
 
-    sys.exit(run(main, prog="python -m common.eval.classifier"))
+    sys.exit(run_main(main, prog="python -m common.eval.classifier"))

@@ -1,4 +1,14 @@
-"""Judging a trained VAE: the negative ELBO in nats per image, its two parts, the KL per latent
+"""The ELBO's arithmetic, and judging a trained VAE with it.
+
+The negative evidence lower bound for one image x (Kingma & Welling 2014, eq. 10):
+
+    -ELBO(x) = E_q[-log p(x | z)] + KL(q(z | x) || N(0, I))
+             = sum over pixels of binary cross-entropy(x, decoder(z))    (Bernoulli decoder)
+               - 1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2)
+
+The functions below compute its terms per example, in float32 whatever the layers computed
+in; the chapters' loss layers (chapters/ch3_vae.py, ch3_hierarchical_vae.py) add them up.
+Judging a trained VAE: the negative ELBO in nats per image, its two parts, the KL per latent
 dimension, and how many dimensions are in use.
 
 - -ELBO(x) = E_q[-log p(x | z)] + KL(q(z | x) || p(z)) >= -log p(x), estimated with one z per
@@ -17,9 +27,44 @@ import keras
 import numpy as np
 from keras import ops
 
-from common.vae.layers import bernoulli_nll
-
 ACTIVE_THRESHOLD = 0.01
+EPSILON = 1e-7  # keeps log() finite where the decoder outputs exactly 0 or 1
+LOG_2PI = 1.8378770664093453  # log(2 pi)
+
+
+def kl_to_standard_normal(mean, log_var):
+    """KL(N(mean, exp(log_var)) || N(0, I)) per example, summed over latent dimensions (in
+    float32, whatever the encoder computed in)."""
+    mean, log_var = ops.cast(mean, "float32"), ops.cast(log_var, "float32")
+    return -0.5 * ops.sum(1.0 + log_var - ops.square(mean) - ops.exp(log_var), axis=-1)
+
+
+def bernoulli_nll(x, probabilities):
+    """-log p(x | probabilities) per example: binary cross-entropy summed over all pixels (in
+    float32)."""
+    x = ops.reshape(ops.cast(x, "float32"), (ops.shape(x)[0], -1))
+    p = ops.clip(ops.reshape(ops.cast(probabilities, "float32"), (ops.shape(probabilities)[0], -1)),
+                 EPSILON, 1.0 - EPSILON)
+    return -ops.sum(x * ops.log(p) + (1.0 - x) * ops.log(1.0 - p), axis=-1)
+
+
+def gaussian_log_density(z, mean, log_var):
+    """log N(z; mean, exp(log_var)) per example, summed over dimensions (in float32)."""
+    z, mean, log_var = (ops.cast(v, "float32") for v in (z, mean, log_var))
+    return -0.5 * ops.sum(LOG_2PI + log_var + ops.square(z - mean) / ops.exp(log_var), axis=-1)
+
+
+def sample_log_density(noise, log_var):
+    """log N(z; mean, exp(log_var)) of a sample drawn as z = mean + exp(log_var / 2) * noise.
+
+    The same number as `gaussian_log_density(z, mean, log_var)`, written with the noise so that
+    nothing is divided: (z - mean)^2 / exp(log_var) is noise^2. The division form turns into
+    0 / 0 once a variance underflows, which a posterior trained without its KL term (the
+    beta = 0 epoch of KL annealing) can reach within a few dozen steps.
+    """
+    noise, log_var = ops.cast(noise, "float32"), ops.cast(log_var, "float32")
+    return -0.5 * ops.sum(LOG_2PI + log_var + ops.square(noise), axis=-1)
+
 
 
 @dataclass
