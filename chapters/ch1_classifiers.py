@@ -82,30 +82,49 @@ def build_models(image_shape=(28, 28, 1), num_classes: int = 10) -> dict[str, ke
             "cnn": build_cnn_classifier(image_shape, num_classes)}
 
 
+def flags():
+    """The command line: the shared flags (10 epochs unless told)."""
+    return make_parser(CHAPTER, __doc__.splitlines()[0], epochs=10, batch_size=128,
+                       learning_rate=1e-3, learning_rate_help="Adam's step size")
+
+
 def main(argv=None) -> int:
-    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=10, batch_size=128,
-                         learning_rate=1e-3, learning_rate_help="Adam's step size")
+    parser = flags()
     args = parse(parser, argv)
     if args.summary:
         for model in build_models().values():
             print_summary(model)
         return 0
     with start(args) as run:  # seeds, devices, the output folder, the data
-        results = train_and_compare(run, args.learning_rate)
+        # The data: a few training images of each class. The last tenth of the training
+        # images is held out to draw the learning curves; the test set scores the models.
+        data = run.data
+        figures.data_grid(data, run.out / "data.png")
+
+        # Three classifiers of growing power on the same images: count their parameters.
+        models = build_models(data.image_shape, data.num_classes)
+
+        # Training each in turn, then its test accuracy and its right and wrong predictions.
+        results, histories = train_each(models, run, args.learning_rate)
+
+        # The learning curves side by side, and what the CNN's first layer learned.
+        figures.curves({f"{k} {s}": h[m] for k, h in histories.items()
+                        for s, m in (("train", "accuracy"), ("validation", "val_accuracy"))},
+                       run.out / "learning_curves.png", ylabel="accuracy",
+                       title=f"Accuracy per epoch on {data.name}")
+        _plot_cnn_filters(models["cnn"], data.x_test[:4], run.out / "cnn_filters.png")
         write_metrics(run, models=results)
-    print(f"Figures, models and metrics.json are in {run.out}/")
+    print(run.closing(f"Figures, models and metrics.json are in {run.out}/"))
     return 0
 
 
-def train_and_compare(run, learning_rate: float) -> dict:
-    """Train the three classifiers on the same images in turn; draw their predictions, the
-    learning curves and the CNN's filters; return each one's test numbers."""
+def train_each(models: dict, run, learning_rate: float) -> tuple[dict, dict]:
+    """Train the classifiers on the same images in turn (the dense ones see flat vectors);
+    draw each one's predictions; return their test numbers and learning curves."""
     data, out, batch_size = run.data, run.out, run.batch_size
-    models = build_models(data.image_shape, data.num_classes)
     n_val = max(batch_size, int(len(data.x_train) * VALIDATION_SHARE))
     x_fit, y_fit = data.x_train[:-n_val], data.y_train[:-n_val]
     x_val, y_val = data.x_train[-n_val:], data.y_train[-n_val:]
-
     results, histories = {}, {}
     for key, model in models.items():
         print_summary(model)
@@ -132,13 +151,7 @@ def train_and_compare(run, learning_rate: float) -> dict:
         results[model.name] = {"test_accuracy": round(float(accuracy), 4),
                                "test_loss": round(float(loss), 4),
                                "params": model.count_params(), **trained.speed()}
-
-    figures.curves({f"{k} {s}": h[m] for k, h in histories.items()
-                    for s, m in (("train", "accuracy"), ("validation", "val_accuracy"))},
-                   out / "learning_curves.png", ylabel="accuracy",
-                   title=f"Accuracy per epoch on {data.name}")
-    _plot_cnn_filters(models["cnn"], data.x_test[:4], out / "cnn_filters.png")
-    return results
+    return results, histories
 
 
 def _plot_cnn_filters(cnn: keras.Model, images: np.ndarray, path: Path) -> None:

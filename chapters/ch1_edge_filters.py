@@ -77,28 +77,42 @@ def build_pixel_classifier(num_classes: int = 3) -> keras.Model:
                                                 name="softmax")], name="linear_on_pixels")
 
 
+def flags():
+    """The command line: the shared flags (15 epochs unless told); --dataset picks the real
+    images whose edges are shown."""
+    return make_parser(CHAPTER, __doc__.splitlines()[0], epochs=15, batch_size=64,
+                       learning_rate=3e-3, learning_rate_help="Adam's step size")
+
+
 def main(argv=None) -> int:
-    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=15, batch_size=64,
-                         learning_rate=3e-3, learning_rate_help="Adam's step size")
+    parser = flags()
     args = parse(parser, argv)
-    filters = build_edge_filter_model()
     if args.summary:
+        filters = build_edge_filter_model()
         for model in (filters, build_filtered_classifier(filters), build_pixel_classifier()):
             print_summary(model)
         return 0
     with start(args) as run:  # seeds, devices, the output folder, the real images
+        # The two hand-made filters: a frozen convolution of 52 parameters.
+        filters = build_edge_filter_model()  # in the strategy's scope, under --distribute
         print_summary(filters)
+
+        # Synthetic strokes to classify: vertical, horizontal or a cross.
         n_train, n_test = (STROKE_TRAIN, STROKE_TEST) if not run.quick else (384, 192)
         x_train, y_train = strokes.make_strokes(n_train, seed=run.seed)
         x_test, y_test = strokes.make_strokes(n_test, seed=run.seed + 1)
         print(f"strokes: {n_train:,} train / {n_test:,} test images ({strokes.DESCRIPTION})")
+
+        # What the filters see, on real images and on strokes.
         show_edges(filters, run.data, x_test, y_test, run.out)
+
+        # The same linear classifier on the edge maps and on raw pixels.
         results = compare_classifiers(filters, (x_train, y_train), (x_test, y_test), run,
                                       args.learning_rate)
         write_metrics(run, models=results, extra={"synthetic_data": {
             "name": "strokes", "description": strokes.DESCRIPTION,
             "train_size": n_train, "test_size": n_test}})
-    print(f"Figures and metrics.json are in {run.out}/")
+    print(run.closing(f"Figures and metrics.json are in {run.out}/"))
     return 0
 
 

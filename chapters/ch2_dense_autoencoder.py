@@ -83,9 +83,14 @@ def other_images(data, n: int) -> tuple[np.ndarray, str]:
     return strokes.make_strokes(n, seed=1)[0].reshape(n, -1), "strokes"
 
 
+def flags():
+    """The command line: the shared flags."""
+    return make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
+                       learning_rate=1e-3, learning_rate_help="Adam's step size")
+
+
 def main(argv=None) -> int:
-    parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
-                         learning_rate=1e-3, learning_rate_help="Adam's step size")
+    parser = flags()
     args = parse(parser, argv)
     if args.summary:
         print_summary(build_dense_autoencoder())
@@ -93,10 +98,16 @@ def main(argv=None) -> int:
     # seeds, devices (with --distribute the models below are made in the strategy's scope),
     # the output folder, the images flattened to vectors
     with start(args, images=IMAGES_TO_TRAIN, flatten=True) as run:
+        # The data: a few training images of each class, each a vector of 784 pixels here.
         data = run.data
+        figures.data_grid(data, run.out / "data.png")
+
+        # The autoencoder: 784 numbers squeezed through 16 and back.
         model = build_dense_autoencoder(data.x_train.shape[1])
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss="mse")
         print_summary(model)
+
+        # Training: every image is its own target (reconstruct=True).
         trained = fit(model, batches(data.x_train, batch_size=run.batch_size, seed=run.seed,
                                      reconstruct=True),
                       epochs=run.epochs, batch_size=run.batch_size, out=run.out,
@@ -104,13 +115,15 @@ def main(argv=None) -> int:
         recon = model.predict(data.x_test, verbose=0)
         mse = float(np.mean(np.square(recon - data.x_test)))
         print(f"{model.name}: test MSE {mse:.4f} per pixel")
+
+        # What it learned: reconstructions, images unlike its data, the decoder on its own.
         foreign_name, foreign_mse = draw_figures(model, data, recon, trained.history, run)
         save_model(model, run.out / "dense_autoencoder.keras")
         write_metrics(run, models={model.name: {"test_mse": round(mse, 5),
                                                 f"mse_on_{foreign_name}": round(foreign_mse, 5),
                                                 "params": model.count_params(),
                                                 **trained.speed()}})
-    print(f"Figures, model and metrics.json are in {run.out}/")
+    print(run.closing(f"Figures, model and metrics.json are in {run.out}/"))
     return 0
 
 

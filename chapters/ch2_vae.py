@@ -48,6 +48,7 @@ from common.cli import make_parser, non_negative_float, parse, plural, run_main
 from common.data import pad_images
 from common.distribute import draw
 from common.eval.classifier import FeatureClassifier, describe_fid
+from common.language import say
 from common.latent import latent_report, normal_grid, path_between, range_grid
 from common.pipeline import batches
 from common.results import write_metrics
@@ -208,11 +209,17 @@ def compile_vae(vae: keras.Model, kl_weight: float, optimizer="adam") -> None:
 # ---------------------------------------------------------------------------------------------
 # The main job.
 
-def main(argv=None) -> int:
+def flags():
+    """The command line: the shared flags and the KL term's weight."""
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
                          learning_rate=3e-3)
     parser.add_argument("--kl-weight", type=non_negative_float, default=1.0,
                         help="weight of the KL term in the VAE loss (default 1.0)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = flags()
     args = parse(parser, argv)
     if args.summary:
         print_summary(build_cnn_autoencoder(), parts=True)
@@ -220,29 +227,45 @@ def main(argv=None) -> int:
         return 0
     # seeds, precision, devices, the output folder, the data (NHWC, as the judge sees it)
     with start(args, images=IMAGES_PER_MODEL) as run:
+        # The data: a few training images of every class. The models see them padded to
+        # 32x32 and flattened (model_input).
         data = run.data
+        figures.data_grid(data, run.out / "data.png")
+
+        # The two models, with a 2-D code each: the autoencoder, and the VAE whose encoder
+        # outputs a mean and a log variance and samples z in its Lambda layer.
         shape = (IMAGE_SIZE, IMAGE_SIZE, data.image_shape[-1])  # 1 or 3 channels
         autoencoder, vae = build_cnn_autoencoder(shape), build_vae(shape, run.seed)
         for model in (autoencoder, vae):
             print_summary(model, parts=True)
+
+        # Training: the same images, optimiser and epochs for both.
         runs = train_both(autoencoder, vae, run, args.learning_rate, args.kl_weight)
+
+        # The codes of the test set and the reconstructions: how far the codes spread, how
+        # well each model rebuilds an image from two numbers.
         results, codes = measure(autoencoder, vae, runs, data, args.kl_weight)
-        print("\nscoring the VAE's samples z ~ N(0, I) with the judge")
+        for name, r in results.items():
+            print(f"{name}: test MSE {r['test_mse']:.4f} per pixel value (32x32), "
+                  f"{r['test_mse_28x28']:.4f} (28x28 centre); 99% of codes within "
+                  f"|z| < {r['abs_z_p99']:.2f}; {r['train_images_per_s']:,} images/s")
+
+        # New images: z ~ N(0, I) through the VAE's decoder, scored by the judge (FID and KID
+        # against the test set, with their 95% intervals).
         judge = FeatureClassifier.for_dataset(data, run.out.parent)
         prior = np.random.default_rng(run.seed + 100).standard_normal(
             (200 if run.quick else 1000, LATENT_DIM)).astype("float32")
         samples = vae.get_layer("vae_decoder").predict(prior, verbose=0)
         results["vae"].update(judge.fid_report(data, as_data_images(samples, data.image_shape)))
         print(f"VAE samples: {describe_fid(results['vae'])}")
-        for name, r in results.items():
-            print(f"{name}: test MSE {r['test_mse']:.4f} per pixel value (32x32), "
-                  f"{r['test_mse_28x28']:.4f} (28x28 centre); 99% of codes within "
-                  f"|z| < {r['abs_z_p99']:.2f}; {r['train_images_per_s']:,} images/s")
+
+        # The figures: the latent codes of both models, reconstructions, the decoders over a
+        # grid of codes, new samples; then the models and metrics.json.
         _figures(run.out, data, runs, codes, autoencoder, vae, shape)
         save_everything(run.out, autoencoder, vae, codes, data.y_test)
         write_metrics(run, models=results, judge=judge)
-    print(f"\nFigures, models, latents.npz and metrics.json are in {run.out}/ "
-          "(start with latent_scatter.png and vae_latent_grid.png)")
+    print(run.closing(f"\nFigures, models, latents.npz and metrics.json are in {run.out}/ "
+                      "(start with latent_scatter.png and vae_latent_grid.png)"))
     return 0
 
 
@@ -329,37 +352,52 @@ def _figures(out, data, runs, codes, autoencoder, vae, shape) -> None:
     recon_ae, recon_vae = codes["recon_ae"], codes["recon_vae"]
     ae_decoder, vae_decoder = autoencoder.get_layer("decoder"), vae.get_layer("vae_decoder")
     names = data.class_names
-    figures.scatter_panels([("CNN autoencoder: codes spread widely", z_ae),
-                            ("VAE: means packed near N(0, I)", z_vae)], y_test, names,
-                           out / "latent_scatter.png",
-                           suptitle=f"2-D latent codes of the {data.name} test set")
+    figures.scatter_panels([(say("CNN autoencoder: codes spread widely",
+                                 "CNN オートエンコーダ: 潜在変数は広く散らばる"), z_ae),
+                            (say("VAE: means packed near N(0, I)",
+                                 "VAE: 平均は N(0, I) の近くにまとまる"), z_vae)],
+                           y_test, names, out / "latent_scatter.png",
+                           suptitle=say(f"2-D latent codes of the {data.name} test set",
+                                        f"{data.name} のテスト画像の 2 次元の潜在変数"))
     picks = np.concatenate([np.flatnonzero(y_test == c)[:1] for c in range(data.num_classes)])
     figures.image_grid(np.concatenate([x_test[picks], recon_ae[picks], recon_vae[picks]]),
                        out / "reconstructions.png", ncols=len(picks),
-                       row_labels=["input", "AE", "VAE"],
-                       suptitle="Test images and their reconstructions from a 2-D code")
+                       row_labels=[say("input", "入力"), "AE", "VAE"],
+                       suptitle=say("Test images and their reconstructions from a 2-D code",
+                                    "テスト画像と、2 次元の潜在変数からの再構成"))
     grid, extent = range_grid(z_ae, n=15)
     figures.decoded_grid(_decode_grid(ae_decoder, grid, shape), out / "ae_latent_grid.png",
-                         extent=extent, title="Autoencoder: decoded over the codes' range "
-                                              "(blank or odd where no code lies)")
+                         extent=extent, title=say(
+                             "Autoencoder: decoded over the codes' range (blank or odd where "
+                             "no code lies)", "オートエンコーダ: 潜在変数の範囲をデコード"
+                                              "（潜在変数のない所は空白か崩れた画像）"))
     grid, extent = normal_grid(n=15)
     figures.decoded_grid(_decode_grid(vae_decoder, grid, shape), out / "vae_latent_grid.png",
-                         extent=extent, title="VAE: decoded over N(0, I) quantiles "
-                                              "(grid mapped through the normal CDF)")
+                         extent=extent, title=say(
+                             "VAE: decoded over N(0, I) quantiles (grid mapped through the "
+                             "normal CDF)", "VAE: N(0, I) の分位点をデコード"
+                                            "（格子は正規分布の累積分布関数で写したもの）"))
     a, b = (z_vae[y_test == c].mean(axis=0) for c in (0, min(1, data.num_classes - 1)))
     path = path_between(a, b, steps=12)
+    first, second = names[0], names[min(1, data.num_classes - 1)]
     figures.image_grid(vae_decoder.predict(path, verbose=0), out / "vae_latent_path.png",
                        ncols=len(path), titles=[f"{t:.2f}" for t in np.linspace(0, 1, len(path))],
-                       suptitle=f"VAE: decoded along the line from the mean code of "
-                                f"'{names[0]}' to '{names[min(1, data.num_classes - 1)]}'")
+                       suptitle=say(f"VAE: decoded along the line from the mean code of "
+                                    f"'{first}' to '{second}'",
+                                    f"VAE: '{first}' の平均の潜在変数から '{second}' のそれへの"
+                                    "直線上をデコード"))
     prior = np.random.default_rng(0).standard_normal((40, LATENT_DIM)).astype("float32")
     figures.image_grid(vae_decoder.predict(prior, verbose=0), out / "vae_samples.png",
-                       ncols=10, suptitle="VAE: new images from z ~ N(0, I)")
-    figures.curves({"autoencoder MSE per pixel": runs["cnn_autoencoder"].history["loss"],
-                    "VAE reconstruction MSE per pixel":
+                       ncols=10, suptitle=say("VAE: new images from z ~ N(0, I)",
+                                              "VAE: z ~ N(0, I) から作った新しい画像"))
+    figures.curves({say("autoencoder MSE per pixel", "オートエンコーダの画素あたり MSE"):
+                        runs["cnn_autoencoder"].history["loss"],
+                    say("VAE reconstruction MSE per pixel", "VAE の再構成の画素あたり MSE"):
                         runs["vae"].history["reconstruction_mse"]},
-                   out / "loss_curves.png", title="Training reconstruction error per epoch",
-                   ylabel="MSE per pixel")
+                   out / "loss_curves.png",
+                   title=say("Training reconstruction error per epoch",
+                             "エポックごとの学習時の再構成誤差"),
+                   ylabel=say("MSE per pixel", "画素あたりの MSE"))
 
 
 def _decode_grid(decoder, grid: np.ndarray, shape) -> np.ndarray:

@@ -101,7 +101,8 @@ def draw(decoder, labels, num_classes: int, z: np.ndarray) -> np.ndarray:
     return decoder.predict([z, one_hot(labels, num_classes)], batch_size=500, verbose=0)
 
 
-def main(argv=None) -> int:
+def flags():
+    """The command line: the shared flags and the chapter's own (see --help)."""
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
                          learning_rate=1e-3)
     parser.add_argument("--latent-dim", type=positive_int, default=LATENT_DIM,
@@ -118,19 +119,31 @@ def main(argv=None) -> int:
                              f"draws more typical images (default {TEMPERATURE})")
     parser.add_argument("--show-class", type=non_negative_int, default=0,
                         help="the class drawn with many z in one_class_many_z.png (default 0)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = flags()
     args = parse(parser, argv)
     if args.summary:
         print_summary(build_cvae(latent_dim=args.latent_dim, family=args.family), parts=True)
         return 0
 
     with start(args, images=IMAGES, image_shape=(28, 28, 1)) as run:
+        # The data: images with their labels, which the model is given as one-hot vectors.
         data, k = run.data, run.data.num_classes
         check_class_index(parser, "--show-class", args.show_class, k)
+        figures.data_grid(data, run.out / "data.png")
+
+        # The conditional VAE: chapter 3's encoder and decoder, each told the label.
         cvae = build_cvae(k, args.latent_dim, args.family, run.seed, args.beta)
         print_summary(cvae, parts=True)
+
+        # Training on (image, label) pairs; its loss layer adds -ELBO with a small beta.
         trained, report = train(cvae, run, args.learning_rate)
         encoder, decoder = cvae.get_layer("encoder"), cvae.get_layer("decoder")
-        print("\nscoring samples with the judge")
+
+        # Asking for a class: z ~ N(0, I) with every label, and the judge's verdicts.
         judge = FeatureClassifier.for_dataset(data, run.out.parent)
         rng = np.random.default_rng(run.seed)
         asked = np.repeat(np.arange(k), SAMPLES_PER_CLASS)
@@ -138,12 +151,15 @@ def main(argv=None) -> int:
         normal = judge.score_conditional(
             draw(decoder, asked, k, normal_codes(rng, len(asked), args.latent_dim)), asked,
             data, bar)
+        # A better prior for z: a Gaussian mixture per class, fitted by EM to the training
+        # codes, sampled at several temperatures.
         scores, prior, sweep = normal, None, {}
         if args.prior == "fitted":
             prior = fit_class_prior(encoder, data, run.seed, run.out)
             sweep = temperature_sweep(judge, decoder, prior, asked, data, rng, args.temperature,
                                       bar)
             scores = sweep[args.temperature]
+        # How far samples can go: the judge on this model's reconstructions of the test set.
         ceiling = reconstruction_accuracy(judge, decoder, report.means, data.y_test, k)
         print(f"test -ELBO {report.nelbo:.2f} nats per image; z ~ N(0, I): "
               f"{describe_scores(normal)}")
@@ -153,6 +169,8 @@ def main(argv=None) -> int:
         print(f"the judge scores {judge.test_accuracy:.3f} on the test set and "
               f"{ceiling['reconstruction_accuracy']:.3f} on this model's reconstructions of it "
               "(what samples at temperature 1 reach)")
+        # The figures: one style drawn as every class, one class with many styles, analogies;
+        # then the model and metrics.json.
         _figures(run.out, data, decoder, encoder, trained, rng, prior, args.temperature,
                  args.show_class, args.latent_dim)
         save_model(cvae, run.out / "cvae.keras")
@@ -168,8 +186,8 @@ def main(argv=None) -> int:
                   **trained.speed()}
         write_metrics(run, models={cvae.name: result}, judge=judge,
                       extra={"latent_dim": args.latent_dim, "beta": args.beta})
-    print(f"\nFigures, the model and metrics.json are in {run.out}/ "
-          "(start with same_z_every_class.png)")
+    print(run.closing(f"\nFigures, the model and metrics.json are in {run.out}/ "
+                      "(start with same_z_every_class.png)"))
     return 0
 
 

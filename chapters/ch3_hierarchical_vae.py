@@ -189,12 +189,18 @@ def sample_two_level(model: keras.Model, z2: np.ndarray, seed: int = 0) -> np.nd
     return model.get_layer("decoder").predict(z1, verbose=0)
 
 
-def main(argv=None) -> int:
+def flags():
+    """The command line: the shared flags and the chapter's own (see --help)."""
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
                          learning_rate=1e-3)
     parser.add_argument("--kl-anneal", type=non_negative_int, default=3,
                         help="raise beta from 0 to 1 over this many epochs, for both models "
                              "(default 3; 0 trains with beta = 1 throughout)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = flags()
     args = parse(parser, argv)
     if args.summary:
         print_summary(build_one_level())
@@ -202,13 +208,24 @@ def main(argv=None) -> int:
         return 0
 
     with start(args, images=IMAGES_PER_MODEL, image_shape=(28, 28, 1)) as run:
+        # The data: a few training images of each class.
         data = run.data
+        figures.data_grid(data, run.out / "data.png")
+
+        # Two VAEs of nearly the same size: one latent layer, and two (x <- z1 <- z2).
         models = {"one_level": build_one_level(run.seed),
                   "two_level": build_two_level(run.seed)}
         for model in models.values():
             print_summary(model)
+
+        # Training both with the same KL warm-up, optimiser and shuffling.
         runs, reports = train_both(models, run, args.learning_rate, args.kl_anneal)
+
+        # The test set's -ELBO side by side, with the KL of each level.
         results = compare(models, runs, reports)
+
+        # New images from each model's prior, scored by the judge; the figures, models and
+        # metrics.json.
         judge = FeatureClassifier.for_dataset(data, run.out.parent)
         for name, drawn in new_images(models, 200 if run.quick else 1000, run.seed).items():
             results[name].update(judge.fid_report(data, drawn))
@@ -220,7 +237,8 @@ def main(argv=None) -> int:
         write_metrics(run, judge=judge, models=results,
                       extra={"kl_anneal_epochs": args.kl_anneal,
                              "two_minus_one_nelbo_nats": round(gap, 2)})
-    print(f"\nFigures, models and metrics.json are in {run.out}/ (start with samples.png)")
+    print(run.closing(f"\nFigures, models and metrics.json are in {run.out}/ "
+                      "(start with samples.png)"))
     return 0
 
 

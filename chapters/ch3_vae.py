@@ -310,7 +310,8 @@ def specs(beta: float, contrast_beta: float, anneal_epochs: int) -> list[Spec]:
     return chosen
 
 
-def main(argv=None) -> int:
+def flags():
+    """The command line: the shared flags and the chapter's own (see --help)."""
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
                          learning_rate=1e-3)
     parser.add_argument("--latent-dim", type=positive_int, default=10,
@@ -323,34 +324,55 @@ def main(argv=None) -> int:
     parser.add_argument("--kl-anneal", type=non_negative_int, default=3,
                         help="also train the dense model with beta raised from 0 over this "
                              "many epochs; 0 skips it (default 3)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = flags()
     args = parse(parser, argv)
     chosen = specs(args.beta, args.contrast_beta, args.kl_anneal)
     if args.summary:
         print_summaries({s.name: build(s, args.latent_dim) for s in chosen})
         return 0
     with start(args, images=IMAGES_PER_MODEL) as run:
+        # The data: a few training images of each class; pixel intensities are the Bernoulli
+        # targets of the loss.
         data = run.data
         check_square_side(data, multiple=4)  # the conv models halve the image twice
+        figures.data_grid(data, run.out / "data.png")
+
+        # The models of the comparison, each an encoder, Sampling, a decoder and the loss layer.
         models = {s.name: build(s, args.latent_dim, seed=run.seed, image_shape=data.image_shape)
                   for s in chosen}
         print_summaries(models)
+
+        # Training: each model in turn, compiled with no loss (its layer adds it) and fitted on
+        # images alone; the held-out negative ELBO is logged after every epoch.
         runs, reports = train_all(models, chosen, run, args.learning_rate)
+
+        # The comparison on the test set, all with beta = 1: -ELBO, its two parts, and how
+        # many latent dimensions each model uses.
         results = compare(models, chosen, runs, reports, data)
-        judge = FeatureClassifier.for_dataset(data, run.out.parent)
-        score_samples(models, results, judge, data, args.latent_dim,
-                      count=200 if run.quick else 1000, seed=run.seed + 100)
         gap = (results["conv"]["test_nelbo_nats"]
                - results["keras_io_reference"]["test_nelbo_nats"])
         print(f"conv vs the keras.io reference: {gap:+.2f} nats per image "
               f"({'meets' if gap <= 0 else 'misses'} the bar: at least as good)")
+
+        # New images, z ~ N(0, I) through each decoder, scored by the judge.
+        judge = FeatureClassifier.for_dataset(data, run.out.parent)
+        score_samples(models, results, judge, data, args.latent_dim,
+                      count=200 if run.quick else 1000, seed=run.seed + 100)
+
+        # The figures: reconstructions, samples, latent traversals, KL per dimension, the
+        # annealing curves; then the models and metrics.json.
         _figures(run.out, data, chosen, models, reports, runs, args.latent_dim)
         for name, model in models.items():
             save_model(model, run.out / f"{name}.keras")
         write_metrics(run, models=results, judge=judge, extra={
             "latent_dim": args.latent_dim, "learning_rate": args.learning_rate,
             "conv_minus_reference_nelbo_nats": round(gap, 2)})
-    print(f"\nFigures, models and metrics.json are in {run.out}/ "
-          "(start with traversals_conv.png and kl_per_dimension.png)")
+    print(run.closing(f"\nFigures, models and metrics.json are in {run.out}/ "
+                      "(start with traversals_conv.png and kl_per_dimension.png)"))
     return 0
 
 

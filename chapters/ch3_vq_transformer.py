@@ -130,7 +130,8 @@ def attention_probe(prior: keras.Model) -> keras.Model:
     return keras.Model(prior.input, last.output[1], name="attention_probe")
 
 
-def main(argv=None) -> int:
+def flags():
+    """The command line: the shared flags and the chapter's own (see --help)."""
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=64,
                          dataset=None, learning_rate=2e-3,
                          epochs_help=f"passes over the training codes per prior (default: "
@@ -154,27 +155,48 @@ def main(argv=None) -> int:
     parser.add_argument("--guidance", type=positive_float, default=GUIDANCE,
                         help="classifier-free guidance scale w of the class-conditional prior "
                              f"(default {GUIDANCE:g}; 1 is no guidance)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = flags()
     args = parse(parser, argv)
     if args.width % args.heads:
         parser.error(f"--width {args.width} must be a multiple of --heads {args.heads}")
     if args.summary:
-        return print_models(args)
+        return print_models(args.width, args.depth, args.heads)
 
     vqvae, pixelcnn, trained_on, pixelcnn_epochs = load_run(args.run, quick=args.quick)
     with start(args, images=IMAGES, dataset=trained_on) as run:
+        # The data: the images of ch3_vqvae's run, turned into 7x7 grids of codes by its
+        # VQ-VAE: the "sentences" of 49 tokens the Transformer reads.
         data, num_codes = run.data, pixelcnn.output_shape[-1]
         train_codes, test_codes = encode(vqvae, data.x_train), encode(vqvae, data.x_test)
-        unconditional, conditional = build_priors(num_codes, data.num_classes, args)
+        figures.code_map(data.x_test[0], test_codes[0], run.out / "codes.png",
+                         title="A test image and its 7x7 codes, read left to right, top down")
+
+        # Two Transformer priors: one start token for every image, or one per class.
+        shape = {"width": args.width, "depth": args.depth, "heads": args.heads}
+        unconditional, conditional = build_priors(num_codes, data.num_classes, shape)
+
+        # Training both on next-code prediction, the same budget of code grids.
         runs = train_priors(unconditional, conditional, train_codes, test_codes, run,
                             args.learning_rate)
+
+        # The PixelCNN of ch3_vqvae on the same codes, and both priors' speed timed now.
         base = against_pixelcnn(pixelcnn, pixelcnn_epochs, unconditional, train_codes,
                                 test_codes, runs[unconditional.name], run)
-        # the judge cached beside the VQ-VAE run, unless that folder is read-only
+
+        # Sampling: the PixelCNN, the Transformer at several temperatures and top-k, and the
+        # class-conditional Transformer at several guidance scales, all scored by the judge.
+        # (The judge is cached beside the VQ-VAE run, unless that folder is read-only.)
         root = run.out.parent if writable_dir_problem(args.run.parent) else args.run.parent
         judge = FeatureClassifier.for_dataset(data, root)
         scored = QUICK_SAMPLES if run.quick else SCORED_SAMPLES
         drawn = draw_and_score(vqvae, pixelcnn, unconditional, conditional, judge, data,
                                scored, run.seed, args.guidance, quick=run.quick)
+
+        # The comparison and its bars; the figures, the priors and metrics.json.
         record = runs[unconditional.name]
         record["sampling_seconds_100"] = sampling_seconds(unconditional, num_codes, run.seed)
         verdicts = bars(record, base, drawn, args.guidance)
@@ -186,23 +208,24 @@ def main(argv=None) -> int:
         custom = sample_codes(unconditional, np.full(40, num_codes),
                               temperature=args.temperature, top_k=args.top_k,
                               seed=run.seed + 1)
-        _figures(args, data, vqvae, unconditional, drawn, custom, runs, base["nll"],
-                 num_codes, run.out)
+        _figures(data, vqvae, unconditional, drawn, custom, runs, base["nll"], num_codes,
+                 run.out, guidance=args.guidance, temperature=args.temperature,
+                 top_k=args.top_k)
         save_model(unconditional, run.out / "transformer_prior.keras")
         save_model(conditional, run.out / "transformer_prior_conditional.keras")
         write_metrics(run, judge=judge, models=records(
             base, drawn, runs, record, verdicts, pixelcnn, conditional.name, args.guidance),
                       extra={"run": str(args.run)})
-    print(f"\nFigures, models and metrics.json are in {run.out}/ (start with samples.png and "
-          "attention.png)")
+    print(run.closing(f"\nFigures, models and metrics.json are in {run.out}/ "
+                      "(start with samples.png and attention.png)"))
     return 0
 
 
-def build_priors(num_codes: int, num_classes: int, args):
+def build_priors(num_codes: int, num_classes: int, shape: dict):
     """The unconditional prior (one start token) and the class-conditional one (a start token
-    per class, and one more for "no class", for classifier-free guidance)."""
+    per class, and one more for "no class", for classifier-free guidance), both of `shape`
+    (width, depth, heads)."""
     positions = GRID[0] * GRID[1]
-    shape = {"width": args.width, "depth": args.depth, "heads": args.heads}
     unconditional = build_transformer_prior(num_codes, positions, **shape)
     conditional = build_transformer_prior(num_codes, positions, start_tokens=num_classes + 1,
                                           name="transformer_prior_conditional", **shape)
@@ -411,15 +434,14 @@ def load_run(run_dir: Path, quick: bool = False):
     return vqvae, pixelcnn, earlier.dataset, epochs
 
 
-def print_models(args) -> int:
+def print_models(width: int, depth: int, heads: int) -> int:
     """--summary: the unconditional prior for ch3_vqvae's default 64 codes."""
-    print_summary(build_transformer_prior(64, width=args.width, depth=args.depth,
-                                          heads=args.heads))
+    print_summary(build_transformer_prior(64, width=width, depth=depth, heads=heads))
     return 0
 
 
-def _figures(args, data, vqvae, prior, drawn, custom, runs, pixelcnn_nll, num_codes,
-             out: Path) -> None:
+def _figures(data, vqvae, prior, drawn, custom, runs, pixelcnn_nll, num_codes, out: Path, *,
+             guidance: float, temperature: float, top_k: int) -> None:
     pixelcnn_codes, transformer_images = drawn["pixelcnn_codes"], drawn["transformer_images"]
     class_images, labels = drawn["class_images"], drawn["class_labels"]
     figures.image_grid(np.concatenate([decode(vqvae, pixelcnn_codes[:30]),
@@ -432,11 +454,11 @@ def _figures(args, data, vqvae, prior, drawn, custom, runs, pixelcnn_nll, num_co
     figures.image_grid(np.concatenate(rows), out / "class_rows.png", ncols=10,
                        row_labels=data.class_names,
                        suptitle=f"The class-conditional Transformer: one start token per "
-                                f"class, guidance w = {args.guidance:g}")
+                                f"class, guidance w = {guidance:g}")
     figures.image_grid(decode(vqvae, custom.reshape(-1, *GRID)), out / "samples_custom.png",
                        ncols=10, suptitle=f"Transformer samples at temperature "
-                                          f"{args.temperature:g}, top-k "
-                                          f"{args.top_k or 'all'}")
+                                          f"{temperature:g}, top-k "
+                                          f"{top_k or 'all'}")
     shown = custom[:6]
     inputs = np.concatenate([np.full((len(shown), 1), num_codes), shown[:, :-1]], axis=1)
     weights = np.asarray(attention_probe(prior)(inputs.astype("int32"))).mean(axis=1)[:, -1]

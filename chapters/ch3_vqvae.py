@@ -125,7 +125,8 @@ def independent_positions(train_codes: np.ndarray, num_codes: int) -> np.ndarray
     return counts / counts.sum(axis=-1, keepdims=True)
 
 
-def main(argv=None) -> int:
+def flags():
+    """The command line: the shared flags and the chapter's own (see --help)."""
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
                          epochs_help="VQ-VAE training epochs", learning_rate=2e-3,
                          learning_rate_help="Adam's initial step size for both stages, "
@@ -136,27 +137,46 @@ def main(argv=None) -> int:
                         help="length of each codebook vector (default 16)")
     parser.add_argument("--prior-epochs", type=positive_int, default=None,
                         help="PixelCNN training epochs (default: scaled to the data size)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = flags()
     args = parse(parser, argv)
     if args.codes < 2:
         parser.error("--codes must be at least 2")
-    vqvae = build_vqvae(args.codes, args.code_dim)
-    prior = build_pixelcnn(args.codes, GRID)
     if args.summary:
-        print_summary(vqvae, parts=True)
-        print_summary(prior)
+        print_summary(build_vqvae(args.codes, args.code_dim), parts=True)
+        print_summary(build_pixelcnn(args.codes, GRID))
         return 0
 
     with start(args, images=IMAGES, image_shape=(28, 28, 1)) as run:
+        # The data: a few training images of each class.
         data = run.data
+        figures.data_grid(data, run.out / "data.png")
+
+        # The two models: the VQ-VAE (encoder, codebook, decoder) and the PixelCNN prior over
+        # its 7x7 grid of codes, built in the strategy's scope (--distribute) from the seed.
+        vqvae, prior = build_vqvae(args.codes, args.code_dim), build_pixelcnn(args.codes, GRID)
         print_summary(vqvae, parts=True)
         print_summary(prior)
+
+        # Stage 1: the VQ-VAE learns to rebuild images from 49 integers each.
+        vq = train_vqvae(vqvae, run, args.learning_rate, args.codes)
+
+        # Stage 2: the PixelCNN learns p(code grid) from the training images' codes.
         prior_epochs = 1 if run.quick else epochs_for(args.prior_epochs, len(data.x_train),
                                                        images=PRIOR_IMAGES)
-        vq = train_vqvae(vqvae, run, args.learning_rate, args.codes)
         pixelcnn = train_prior(prior, vq["train_codes"], vq["test_codes"], run, prior_epochs,
                                args.learning_rate / 2, args.codes)
+
+        # New images: codes from the PixelCNN (and, to compare, drawn position by position
+        # independently), decoded, and scored by the judge.
         images, judge = score_priors(vqvae, prior, pixelcnn, data, run.seed, args.codes,
                                      judges=run.out.parent)
+
+        # Against chapter 2's 2-D autoencoder (when its run is there); the figures, models
+        # and metrics.json.
         ch2 = find_run(run.out.parent / "ch2_vae", "ch2_vae", dataset=data.name)
         ch2_mse = None if ch2 is None else ch2.number("models", "cnn_autoencoder",
                                                       "test_mse_28x28")
@@ -176,8 +196,8 @@ def main(argv=None) -> int:
                       "params": vqvae.count_params(), **vq["run"].speed()},
             "pixelcnn": {**pixelcnn["numbers"], **images["scores"], "epochs": prior_epochs,
                          "params": prior.count_params(), **pixelcnn["run"].speed()}})
-    print(f"\nFigures, models and metrics.json are in {run.out}/ "
-          "(start with samples.png and code_grid.png)")
+    print(run.closing(f"\nFigures, models and metrics.json are in {run.out}/ "
+                      "(start with samples.png and code_grid.png)"))
     return 0
 
 

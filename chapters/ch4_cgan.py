@@ -89,25 +89,40 @@ def class_grid_inputs(num_classes: int, columns: int, rng):
     return np.tile(z, (num_classes, 1)), np.repeat(np.arange(num_classes), columns)
 
 
-def main(argv=None) -> int:
+def flags():
+    """The command line: the shared flags and the chapter's own (see --help)."""
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
                          learning_rate=2e-4,
                          learning_rate_help="Adam's step size for both networks")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = flags()
     args = parse(parser, argv)
     if args.summary:
         return build_cgan(seed=args.seed).print_summaries()
 
     with start(args, images=IMAGES, image_shape=(28, 28, 1)) as run:
+        # The data: images with their labels, which both players are given.
         data, k = run.data, run.data.num_classes
+        figures.data_grid(data, run.out / "data.png")
+
+        # The two players, each told the label.
         gan = build_cgan(k, run.seed)
         gan.print_summaries()
+
+        # The game of chapters/ch4_dcgan.py, with labels; a grid of one row per class is
+        # drawn after every epoch.
         rng = np.random.default_rng(run.seed)
         z_grid, y_grid = class_grid_inputs(k, 10, rng)
         grid = SampleGrid(run.out, z_grid, y_grid, k, title="Conditional GAN, one row per class")
         train = batches(to_tanh_range(data.x_train), data.y_train, batch_size=run.batch_size,
                         seed=run.seed)
         trained = train_gan(gan, train, run, args.learning_rate, samples=grid)
-        print("\nscoring samples with the judge")
+
+        # Asking for each class 500 times: how often the judge sees the class asked for, and
+        # the samples' FID and KID; then the figures, both networks and metrics.json.
         judge = FeatureClassifier.for_dataset(data, run.out.parent)
         asked = np.repeat(np.arange(k), PER_CLASS)
         samples = generate(gan.generator, rng.standard_normal((len(asked), LATENT_DIM))
@@ -118,8 +133,8 @@ def main(argv=None) -> int:
                  scores["conditional_accuracy_per_class"])
         write_metrics(run, judge=judge,
                       models={"cgan": {**scores, **save_gan(gan, trained, run.out)}})
-    print(f"\nFigures (progress.gif shows the training), models and metrics.json are in "
-          f"{run.out}/ (start with class_grid.png)")
+    print(run.closing(f"\nFigures (progress.gif shows the training), models and "
+                      f"metrics.json are in {run.out}/ (start with class_grid.png)"))
     return 0
 
 

@@ -264,24 +264,40 @@ def train_gan(gan: GAN, train, run, learning_rate: float, samples=None):
 # ---------------------------------------------------------------------------------------------
 # The main job.
 
-def main(argv=None) -> int:
+def flags():
+    """The command line: the shared flags and the chapter's own (see --help)."""
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
                          learning_rate=2e-4,
                          learning_rate_help="Adam's step size for both networks")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = flags()
     args = parse(parser, argv)
     if args.summary:
         return build_dcgan(args.seed).print_summaries()
     with start(args, images=IMAGES) as run:
+        # The data: a few training images of each class, scaled to [-1, 1] for the tanh of
+        # the generator's output.
         data = run.data
         check_square_side(data, multiple=4)
+        figures.data_grid(data, run.out / "data.png")
+
+        # The two players.
         gan = build_dcgan(run.seed, data.image_shape)  # 28x28x1, or 32x32x3 colour
         gan.print_summaries()
+
+        # The game, one round per batch (GAN.train_step); the same 50 noise vectors are drawn
+        # through the generator after every epoch (progress/, progress.gif).
         rng = np.random.default_rng(run.seed)
         grid = SampleGrid(run.out, rng.standard_normal((50, LATENT_DIM)).astype("float32"),
                           title="DCGAN")
         train = batches(to_tanh_range(data.x_train), batch_size=run.batch_size, seed=run.seed)
         trained = train_gan(gan, train, run, args.learning_rate, samples=grid)
-        print("\nscoring samples with the judge")
+
+        # The judge's verdict on 5,000 samples: FID and KID against the test set, and which
+        # classes appear (a class that never does is mode collapse).
         judge = FeatureClassifier.for_dataset(data, run.out.parent)
         samples = generate(gan.generator, rng.standard_normal((SCORED, LATENT_DIM))
                            .astype("float32"))
@@ -293,13 +309,15 @@ def main(argv=None) -> int:
         verdict = "every class appears" if counts.min() > 0 else "MISSING CLASSES: mode collapse"
         print(f"classes among {COUNTED:,} samples: "
               f"{dict(zip(data.class_names, counts.tolist()))} ({verdict})")
+        # The figures: samples, the losses against the game's equilibrium, the classes drawn;
+        # then both networks and metrics.json.
         _figures(run.out, data, samples, counts, trained.history, run.epochs)
         write_metrics(run, judge=judge, models={"dcgan": {
             **scored, "ch2_vae_classifier_fid": None if vae_fid is None else round(vae_fid, 3),
             "sample_class_counts": counts.tolist(), "every_class_appears": bool(counts.min() > 0),
             **save_gan(gan, trained, run.out)}})
-    print(f"\nFigures (progress.gif shows the training), models and metrics.json are in "
-          f"{run.out}/")
+    print(run.closing(f"\nFigures (progress.gif shows the training), models and "
+                      f"metrics.json are in {run.out}/"))
     return 0
 
 

@@ -187,29 +187,47 @@ def evaluate(outputs: np.ndarray, targets: np.ndarray, labels: np.ndarray, judge
                                                                                len(hits))]}
 
 
-def main(argv=None) -> int:
+def flags():
+    """The command line: the shared flags and the chapter's own (see --help)."""
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=64,
                          learning_rate=2e-4,
                          learning_rate_help="Adam's step size for every network")
     parser.add_argument("--task", choices=TASKS, default="edges",
                         help="edges -> image, or inpaint occluding bars (default edges)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = flags()
     args = parse(parser, argv)
     if args.summary:
         return build_pix2pix(args.seed).print_summaries()
     with start(args, images=IMAGES, pad_to=SIZE, image_shape=(SIZE, SIZE, 1)) as run:
+        # The data: images padded to 32x32, and the inputs made from them (--task): edge maps
+        # or images with bars across them; the pairs are (input, image).
         data = run.data
-        gan = build_pix2pix(run.seed)  # in the strategy's scope, under --distribute
-        gan.print_summaries()
         print(f"task {args.task}: building the input images")
         x_in = make_inputs(args.task, data.x_train, run.seed)
         t_in = make_inputs(args.task, data.x_test, run.seed + 1)
+        shown = np.arange(8)
+        figures.image_grid(np.concatenate([t_in[:10], data.x_test[:10]]), run.out / "pairs.png",
+                           ncols=10, row_labels=["input", "target"],
+                           suptitle=f"The task ({args.task}): from the input, the target")
+
+        # The players: a U-Net that maps an input to an image, and a PatchGAN that judges
+        # (input, image) pairs patch by patch.
+        gan = build_pix2pix(run.seed)  # in the strategy's scope, under --distribute
+        gan.print_summaries()
+
+        # The game with L1 added to the generator's loss; then the same U-Net on L1 alone,
+        # from the same seed and batches.
         train = batches(to_tanh_range(x_in), to_tanh_range(data.x_train),
                         batch_size=run.batch_size, seed=run.seed)
-        shown = np.arange(8)
         grid = SampleGrid(run.out, to_tanh_range(t_in[shown]), ncols=8, title="pix2pix outputs")
-        print("\n== pix2pix: U-Net + PatchGAN ==")
         gan_run = train_gan(gan, train, run, args.learning_rate, samples=grid)
         l1_only, l1_run = train_l1_only(train, run, args.learning_rate)
+
+        # Both on the test inputs: L1, PSNR, and whether the judge recognises what they drew.
         unpadded = replace(data, x_train=data.x_train[:, 2:-2, 2:-2],
                            x_test=data.x_test[:, 2:-2, 2:-2])
         judge = FeatureClassifier.for_dataset(unpadded, run.out.parent)
@@ -231,7 +249,8 @@ def main(argv=None) -> int:
         write_metrics(run, judge=judge, models=results,
                       extra={"task": args.task, "l1_weight": L1_WEIGHT,
                              "classifier_accuracy_on_targets": targets})
-    print(f"\nFigures, models and metrics.json are in {run.out}/ (start with triplets.png)")
+    print(run.closing(f"\nFigures, models and metrics.json are in {run.out}/ "
+                      "(start with triplets.png)"))
     return 0
 
 

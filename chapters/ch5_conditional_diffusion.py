@@ -81,7 +81,8 @@ def guided_samples(model, labels, guidance: float, seed: int, sampler: str = "dp
                                 clip=True))
 
 
-def main(argv=None) -> int:
+def flags():
+    """The command line: the shared flags and the chapter's own (see --help)."""
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None,
                          batch_size=BATCH_SIZE, learning_rate=1e-3)
     # DPM-Solver++-20: the conditional accuracy of DDIM-50 in fewer passes (see
@@ -91,6 +92,11 @@ def main(argv=None) -> int:
                         help="guidance scale w of the class grid and the bar (default 2)")
     parser.add_argument("--show-class", type=non_negative_int, default=0,
                         help="the class drawn at every guidance scale (default 0)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = flags()
     args = parse(parser, argv)
     check_diffusion_flags(parser, args)
     if args.summary:
@@ -99,15 +105,23 @@ def main(argv=None) -> int:
         return 0
 
     with start(args, images=IMAGES, image_shape=(28, 28, 1)) as run:
+        # The data: images with their labels.
         data, k = run.data, run.data.num_classes
         check_class_index(parser, "--show-class", args.show_class, k)
+        figures.data_grid(data, run.out / "data.png")
+
+        # Chapter 5's U-Net with a class embedding added to the step's, and its trainer.
         model = build_diffusion(args.channels, k, seed=run.seed, name="cfg_diffusion",
                                 attention=args.attention, denoiser=args.denoiser)
         print_summary(model.network)
+
+        # Training: Algorithm 1 of chapter 5, the label replaced by "no label" 10% of the time.
         print(f"\n== training for {plural(run.epochs, 'epoch')} (labels dropped 10% of the "
               "time) ==")
         trained = train_diffusion(model, data, epochs=run.epochs, batch_size=run.batch_size,
                                   learning_rate=args.learning_rate, seed=run.seed, out=run.out)
+
+        # Guidance: classes drawn at each scale w, the judge's accuracy and FID for each.
         judge = FeatureClassifier.for_dataset(data, run.out.parent)
         # a smoke test checks the plumbing, not the samples: few steps
         steps = min(args.sampling_steps or 10, 10) if run.quick and args.sampler != "ddpm" \
@@ -117,6 +131,8 @@ def main(argv=None) -> int:
         scores = guidance_sweep(  # the sweep costs 2 network passes per step and image
             lambda labels, w: guided_samples(model, labels, w, run.seed, **draw), judge, data,
             scales=SCALES, chosen=args.guidance, per_class=per_class, side_share=SIDE_SHARE)
+        # How long 100 samples take once the sampler is compiled; the figures, the EMA network
+        # and metrics.json.
         timing = time_hundred(model, args.guidance, draw)
         print(f"100 samples in {timing:.2f} s once compiled ({describe(args.sampler, steps)})")
         _figures(model, data, scores, draw, args.guidance, args.show_class, run.seed, run.out)
@@ -126,8 +142,8 @@ def main(argv=None) -> int:
             **scores[args.guidance], "by_guidance": by_guidance(scores),
             "sample_100_seconds": round(timing, 2), "params": model.network.count_params(),
             **trained.speed()}})
-    print(f"\nFigures, the EMA denoiser and metrics.json are in {run.out}/ "
-          "(start with class_grid.png)")
+    print(run.closing(f"\nFigures, the EMA denoiser and metrics.json are in {run.out}/ "
+                      "(start with class_grid.png)"))
     return 0
 
 

@@ -339,7 +339,8 @@ def noising_strip(x0: np.ndarray, schedule: Schedule, seed: int) -> np.ndarray:
     return to_unit_range(np.stack(frames))
 
 
-def main(argv=None) -> int:
+def flags():
+    """The command line: the shared flags and the chapter's own (see --help)."""
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None,
                          batch_size=BATCH_SIZE, learning_rate=1e-3)
     add_diffusion_flags(parser)
@@ -357,6 +358,11 @@ def main(argv=None) -> int:
     parser.add_argument("--timesteps", choices=TIMESTEPS, default="logit_normal",
                         help="how training draws the step t: logit-normal, favouring the "
                              "middle steps (default), or uniformly, as the lecture has it")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = flags()
     args = parse(parser, argv)
     check_diffusion_flags(parser, args)
     if args.summary:
@@ -366,23 +372,34 @@ def main(argv=None) -> int:
         return 0
 
     with start(args, images=IMAGES) as run:
+        # The data: a few training images of each class, scaled to [-1, 1].
         data = run.data
         check_square_side(data, multiple=4)
         shape = data.image_shape  # 28x28x1, or 32x32x3 colour
+        figures.data_grid(data, run.out / "data.png")
+
+        # The noise predictor (the U-Net, or the DiT), its EMA copy and the training step.
         model = build_diffusion(args.channels, seed=run.seed, attention=args.attention,
                                 denoiser=args.denoiser, shape=shape, schedule=args.schedule,
                                 loss_weighting=args.loss_weighting, prediction=args.prediction,
                                 timesteps=args.timesteps)
         print_summary(model.network)
-        print(f"\n== training the noise predictor for {plural(run.epochs, 'epoch')} ==")
-        trained = train_diffusion(model, data, epochs=run.epochs, batch_size=run.batch_size,
-                                  learning_rate=args.learning_rate, seed=run.seed, out=run.out)
+
+        # The forward process: one test image noised to growing t in one jump each.
         figures.image_grid(noising_strip(to_tanh_range(data.x_test[0]), model.schedule,
                                          run.seed),
                            run.out / "noising_strip.png", ncols=len(STRIP_STEPS),
                            titles=[f"t={t}" for t in STRIP_STEPS],
                            suptitle="The forward process: x_t = sqrt(abar_t) x_0 + "
                                     "sqrt(1 - abar_t) eps")
+
+        # Training: Algorithm 1 on every batch (DiffusionModel.train_step).
+        print(f"\n== training the noise predictor for {plural(run.epochs, 'epoch')} ==")
+        trained = train_diffusion(model, data, epochs=run.epochs, batch_size=run.batch_size,
+                                  learning_rate=args.learning_rate, seed=run.seed, out=run.out)
+
+        # Sampling with the EMA weights and the judge's verdict; in a full run also the time
+        # of DDPM-1000 against DDIM-50, and Algorithm 2 drawn step by step.
         judge = FeatureClassifier.for_dataset(data, run.out.parent)
         label = describe(args.sampler, args.sampling_steps)
         drawn, scored, timing = measure(model, judge, data, run, args.sampler,
@@ -395,17 +412,16 @@ def main(argv=None) -> int:
                            suptitle=f"{label} samples from the EMA weights")
         figures.curves({"train MSE on the noise": trained.history["loss"]},
                        run.out / "loss_curve.png", title="DDPM training loss", ylabel="MSE")
-        # the file name stays with --denoiser dit too: ch5_samplers loads whichever it is
-        save_model(model.ema_network, run.out / "unet_ema.keras")
+        save_model(model.ema_network, run.out / "unet_ema.keras")  # the name, whichever network
         save_model(model.network, run.out / "unet.keras")  # the last trained weights
         write_metrics(run, judge=judge, models={"ddpm": {
             "sampler": label, **scored, **timing, "params": model.network.count_params(),
             "channels": args.channels, "denoiser": args.denoiser, "schedule": args.schedule,
             "loss_weighting": args.loss_weighting, "prediction": args.prediction,
             "timesteps": args.timesteps, **trained.speed()}})
-    print(f"\nFigures, the denoisers (EMA and last) and metrics.json are in {run.out}/ "
-          "(start with reverse_process.png); next, python chapters/ch5_samplers.py "
-          f"--run {run.out} compares the samplers")
+    print(run.closing(f"\nFigures, the denoisers (EMA and last) and metrics.json are in {run.out}/ "
+                      "(start with reverse_process.png); next, python chapters/ch5_samplers.py "
+                      f"--run {run.out} compares the samplers"))
     return 0
 
 

@@ -46,6 +46,7 @@ import re
 import shutil
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `common` and `chapters` importable
@@ -70,6 +71,7 @@ from common.cli import (
     positive_int,
     run_main,
 )
+from common.data import FASHION_NAMES
 from common.diffusion.dit import build_dit
 from common.diffusion.samplers import DEFAULT_STEPS, describe, sample, sample_ddim
 from common.diffusion.schedule import Schedule, step_and_label
@@ -112,6 +114,11 @@ GUIDANCE = 2.5
 SIDE_SHARE = 0.3  # the scales other than --guidance are scored on 30% as many samples
 STRENGTHS = (0.3, 0.5, 0.7)
 ECHO = 60  # characters of a bad prompt repeated in its error line
+KANJI_NUMBERS = ("零", "一", "二", "三", "四", "五", "六", "七", "八", "九")
+# Fashion-MNIST's classes as a Japanese learner would write them (katakana loanwords, as shops
+# label them); either spelling, English or Japanese, is a prompt.
+JAPANESE_NAMES = {FASHION_NAMES: ("Tシャツ/トップ", "ズボン", "プルオーバー", "ドレス", "コート",
+                                  "サンダル", "シャツ", "スニーカー", "バッグ", "アンクルブーツ")}
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
                 "nine")
 SAVED = ("encoder.keras", "decoder.keras", "denoiser_ema.keras", "latent_diffusion.json")
@@ -279,18 +286,25 @@ def build_latent_diffusion(latent_shape=(7, 7, LATENT_CHANNELS), num_classes: in
 # 3. Prompts, sampling and image-to-image.
 
 def _key(text: str) -> str:
-    return re.sub(r"[^0-9a-z]+", "", text.lower())
+    """A prompt as it is looked up: width-normalised (NFKC), lower case, letters and digits of
+    any script only."""
+    return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", text).lower())
 
 
 def prompt_vocabulary(class_names) -> dict[str, int]:
     """Every accepted spelling -> class index: the name with case, spaces and punctuation
-    ignored, each part of a name like 'T-shirt/top', and a digit's word ('seven' for '7')."""
+    ignored, each part of a name like 'T-shirt/top', a digit's word ('seven' or '七' for '7'),
+    and Fashion-MNIST's Japanese names (JAPANESE_NAMES: 'アンクルブーツ', 'Tシャツ')."""
     words = {}
-    for index, name in enumerate(class_names):
-        for part in (name, *name.split("/")):
+    japanese = JAPANESE_NAMES.get(tuple(class_names), [""] * len(class_names))
+    for index, (name, name_ja) in enumerate(zip(class_names, japanese)):
+        for part in (name, *name.split("/"), *(name_ja.split("/") if name_ja else ())):
             words[_key(part)] = index
+        if name_ja:
+            words[_key(name_ja)] = index
         if _key(name).isdigit() and int(name) < len(NUMBER_WORDS):
             words[NUMBER_WORDS[int(name)]] = index
+            words[KANJI_NUMBERS[int(name)]] = index
     return words
 
 
@@ -451,7 +465,8 @@ def load_run(out: Path, data, denoiser: str = "unet"):
     return autoencoder, model
 
 
-def main(argv=None) -> int:
+def flags():
+    """The command line: the shared flags and the chapter's own (see --help)."""
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None,
                          batch_size=BATCH_SIZE, learning_rate=1e-3,
                          epochs_help="diffusion training epochs over the codes")
@@ -466,7 +481,8 @@ def main(argv=None) -> int:
                         help="guidance scale w of the class grid, the prompts and the bar "
                              f"(default {GUIDANCE:g})")
     parser.add_argument("--prompt", action="append", default=[],
-                        help="a class name to draw (repeatable): one grid per prompt, with "
+                        help="a class name to draw, in English or Japanese (repeatable): one "
+                             "grid per prompt, with "
                              "the models this folder holds if there are any")
     parser.add_argument("--image-to-image", action="store_true",
                         help="turn test images of --source into the first --prompt at "
@@ -477,6 +493,11 @@ def main(argv=None) -> int:
     parser.add_argument("--retrain", action="store_true",
                         help="with --prompt or --image-to-image: train afresh even where the "
                              "folder holds a finished run (which is replaced)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = flags()
     args = parse(parser, argv)
     check_diffusion_flags(parser, args)
     if args.summary:
@@ -488,13 +509,19 @@ def main(argv=None) -> int:
                                              denoiser=args.denoiser).network)
         return 0
     with start(args, images=IMAGES, image_shape=(28, 28, 1)) as run:
+        # The data, and the prompts: a prompt is a class name ("ankle boot", "7" or "seven").
         data, k = run.data, run.data.num_classes
+        figures.data_grid(data, run.out / "data.png")
         prompts = [read_prompt(parser, "--prompt", text, data) for text in args.prompt]
         source = 6 % k if args.source is None else read_prompt(parser, "--source",
                                                                 args.source, data)
         draw = {"sampler": args.sampler, "steps": args.sampling_steps}
         if run.quick and args.sampler != "ddpm":  # a smoke test checks the plumbing
             draw["steps"] = min(args.sampling_steps or 10, 10)
+
+        # The three parts, trained one after the other (train_and_measure): the
+        # autoencoder, diffusion on its codes, sampling and its scores. With --prompt or
+        # --image-to-image, a folder that holds a finished run is drawn from instead.
         generate_only = (args.prompt or args.image_to_image) and not args.retrain
         loaded = load_run(run.out, data, args.denoiser) if generate_only else None
         if loaded is not None:  # only generate, with what an earlier run trained
@@ -502,7 +529,11 @@ def main(argv=None) -> int:
             autoencoder, model = loaded
             judge = FeatureClassifier.for_dataset(data, run.out.parent)
         else:
-            autoencoder, model, judge = train_and_measure(run, args, draw)
+            autoencoder, model, judge = train_and_measure(
+                run, draw, latent_channels=args.latent_channels, channels=args.channels,
+                denoiser=args.denoiser, learning_rate=args.learning_rate,
+                guidance=args.guidance, fid_samples=args.fid_samples)
+        # Text to image, in miniature: 20 images for each prompt; then image to image (SDEdit).
         for text, label in zip(args.prompt, prompts):
             prompt_figure(model, autoencoder, judge, data, text, label, args.guidance,
                           run.seed + 5, draw, run.out)
@@ -535,10 +566,11 @@ def prompt_figure(model, autoencoder, judge, data, text: str, label: int, guidan
     print(f"prompt {text!r}: {path}")
 
 
-def train_and_measure(run, args, draw):
+def train_and_measure(run, draw, *, latent_channels: int, channels: int, denoiser: str,
+                      learning_rate: float, guidance: float, fid_samples: int):
     """Train both parts, score the samples, write every figure and metrics.json."""
     data, k = run.data, run.data.num_classes
-    autoencoder, ae_speed = train_autoencoder(data, run, args.latent_channels)
+    autoencoder, ae_speed = train_autoencoder(data, run, latent_channels)
     judge = FeatureClassifier.for_dataset(data, run.out.parent)
     ae_report = {**autoencoder_report(autoencoder, judge, data), **ae_speed}
     print(f"autoencoder: test MSE {ae_report['test_mse']:.4f}; the judge reads its "
@@ -548,35 +580,35 @@ def train_and_measure(run, args, draw):
     autoencoder_figures(autoencoder, data, run.out)
 
     codes = autoencoder.encode(data.x_train)
-    model = build_latent_diffusion(codes.shape[1:], k, args.channels, seed=run.seed,
-                                   denoiser=args.denoiser)
+    model = build_latent_diffusion(codes.shape[1:], k, channels, seed=run.seed,
+                                   denoiser=denoiser)
     print_summary(model.network)
     print(f"\n== 2. diffusion on the {'x'.join(map(str, codes.shape[1:]))} codes, "
           f"{plural(run.epochs, 'epoch')} (labels dropped 10% of the time) ==")
     diffusion_run = train_diffusion(model, data, epochs=run.epochs, batch_size=run.batch_size,
-                                    learning_rate=args.learning_rate, seed=run.seed,
+                                    learning_rate=learning_rate, seed=run.seed,
                                     out=run.out, x_train=codes)
 
     print("\n== 3. sampling ==")
-    label = describe(args.sampler, draw["steps"])
-    per_class = max(1, (min(args.fid_samples, 100) if run.quick else args.fid_samples) // k)
+    label = describe(draw["sampler"], draw["steps"])
+    per_class = max(1, (min(fid_samples, 100) if run.quick else fid_samples) // k)
     scores = guidance_sweep(
         lambda labels, w: generate(model, autoencoder, labels, w, run.seed, **draw), judge,
-        data, scales=SCALES, chosen=args.guidance, per_class=per_class, side_share=SIDE_SHARE)
-    timing = time_hundred(model, autoencoder, args.guidance, draw)
+        data, scales=SCALES, chosen=guidance, per_class=per_class, side_share=SIDE_SHARE)
+    timing = time_hundred(model, autoencoder, guidance, draw)
     print(f"100 samples in {timing:.2f} s once compiled ({label}, decoding included)")
-    sample_figures(model, autoencoder, data, args.guidance, run.seed, draw, run.out)
-    save_run(run.out, autoencoder, model, data, args.denoiser)
+    sample_figures(model, autoencoder, data, guidance, run.seed, draw, run.out)
+    save_run(run.out, autoencoder, model, data, denoiser)
     write_metrics(run, judge=judge, models={
         "autoencoder": ae_report,
-        "latent_diffusion": {"guidance": args.guidance, "sampler": label,
-                             **scores[args.guidance], "by_guidance": by_guidance(scores),
+        "latent_diffusion": {"guidance": guidance, "sampler": label,
+                             **scores[guidance], "by_guidance": by_guidance(scores),
                              "sample_100_seconds": round(timing, 2),
                              "params": model.network.count_params(), "betas": list(BETAS),
-                             "denoiser": args.denoiser, **diffusion_run.speed()}})
+                             "denoiser": denoiser, **diffusion_run.speed()}})
     shutil.rmtree(run.out / ".backup" / "autoencoder", ignore_errors=True)  # the run is done
-    print(f"\nFigures, the models and metrics.json are in {run.out}/ (start with "
-          "class_grid.png)")
+    print(run.closing(f"\nFigures, the models and metrics.json are in {run.out}/ "
+                      "(start with class_grid.png)"))
     return autoencoder, model, judge
 
 

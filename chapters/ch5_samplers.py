@@ -99,7 +99,8 @@ def sampler_names(text: str) -> tuple[str, ...]:
     return tuple(name for name in SAMPLERS if name in names)
 
 
-def main(argv=None) -> int:
+def flags():
+    """The command line: the shared flags and the chapter's own (see --help)."""
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=None,
                          dataset=None, trains=False,
                          quick_help=f"smoke test: {QUICK_SAMPLES} images per sampler and noise "
@@ -125,6 +126,11 @@ def main(argv=None) -> int:
     parser.add_argument("--eta", type=non_negative_float, default=0.0,
                         help="DDIM's noise: 0 is deterministic, 1 the DDPM posterior's "
                              "(default 0)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = flags()
     args = parse(parser, argv)
     if args.samples < 2:
         parser.error("--samples must be at least 2: an FID compares covariances")
@@ -140,25 +146,32 @@ def main(argv=None) -> int:
     if args.quick:
         samples, steps = min(samples, QUICK_SAMPLES), steps[:2]
     with start(args, dataset=name) as run:
+        # The test set the samples are scored against: the data ch5_ddpm trained on. (The
+        # judge is cached beside the run, unless that folder is read-only.)
         data = run.data
         shape = tuple(network.input_shape[0][1:])
         if shape != data.image_shape:
             raise UserError(f"{args.run} was trained on {shape} images but {name} has "
                             f"{data.image_shape}; pass the --dataset it was trained on")
-        # The judge cached beside the run, unless that folder is read-only: then beside --out.
         root = run.out.parent if writable_dir_problem(args.run.parent) else args.run.parent
         judge = FeatureClassifier.for_dataset(data, root)
+
+        # Every sampler at every step count, from the same starting noises, on each noise
+        # set: the time and the judge's FID and KID of each.
         runs = [(s, n) for s in args.samplers if s != "ddpm" for n in steps]
         if "ddpm" in args.samplers:
             runs.append(("ddpm", schedule.steps))
         results, shown = compare(network, judge, data, schedule, runs, samples=samples,
                                  noise_sets=args.noise_sets, seed=run.seed, eta=args.eta)
         print("\n" + table(results))
+
+        # FID against network passes, and the same noises through every sampler.
         _figures(results, shown, samples, args.noise_sets, run.out)
         write_metrics(run, judge=judge, models=results,
                       extra={"run": str(args.run), "eta": args.eta,
                              "noise_sets": args.noise_sets})
-    print(f"\nFigures and metrics.json are in {run.out}/ (start with fid_vs_steps.png)")
+    print(run.closing(f"\nFigures and metrics.json are in {run.out}/ "
+                      "(start with fid_vs_steps.png)"))
     return 0
 
 

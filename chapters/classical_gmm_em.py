@@ -82,7 +82,9 @@ def matched_accuracy(labels, clusters) -> float:
     return float(counts[rows, cols].sum() / len(labels))
 
 
-def main(argv=None) -> int:
+def flags():
+    """The command line: EM's iterations and tolerance, the mixtures' sizes, and chapter 2's
+    latent codes."""
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=300, batch_size=None,
                          dataset=None, epochs_help="most EM iterations (one pass each)")
     parser.add_argument("--components", type=positive_int, default=3,
@@ -93,6 +95,11 @@ def main(argv=None) -> int:
                         help=f"chapter 2's latents.npz (default {DEFAULT_LATENTS}, if present)")
     parser.add_argument("--latent-components", type=positive_int, default=10,
                         help="mixture components for the VAE's latent codes (default 10)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = flags()
     args = parse(parser, argv)
     if args.summary:
         print("This chapter has no neural network: its models are formulas (see --help).")
@@ -104,19 +111,26 @@ def main(argv=None) -> int:
         raise UserError(f"{latents[0]}: {len(latents[1])} codes are too few for "
                         f"{args.latent_components} components")
     with start(args) as run:  # the seed and the output folder
+        # A mixture we know, sampled the way it generates: a component, then a point.
         max_iter = 15 if run.quick else run.epochs
         rng = np.random.default_rng(run.seed)
         results = {"toy_mixture_sampling": sample_toy(rng, 500 if run.quick else 5000,
-                                                      run.out),
-                   "em_iris": em_on_iris(rng, args.components, max_iter, args.tol, run.out),
-                   "vae_latent_bridge": _bridge(latents, args.latents or DEFAULT_LATENTS,
-                                                args.latent_components, rng, max_iter,
-                                                args.tol, run.out)}
+                                                      run.out)}
+
+        # EM, written out, on the petals of three iris species; checked against
+        # scikit-learn's GaussianMixture from the same start.
+        results["em_iris"] = em_on_iris(rng, args.components, max_iter, args.tol, run.out)
+
+        # The bridge to chapter 2: a mixture fitted to the VAE's codes, whose samples the
+        # VAE's decoder turns into images.
+        results["vae_latent_bridge"] = _bridge(latents, args.latents or DEFAULT_LATENTS,
+                                               args.latent_components, rng, max_iter,
+                                               args.tol, run.out)
         data = {"iris": "scikit-learn's bundled iris data (petal length, width; 150 flowers)",
                 "toy_mixture": "synthetic draws from the documented TOY mixture",
                 "vae_latents": results["vae_latent_bridge"].get("latents")}
         write_metrics(run, data=data, models=results)
-    print(f"Figures and metrics.json are in {run.out}/")
+    print(run.closing(f"Figures and metrics.json are in {run.out}/"))
     return 0
 
 

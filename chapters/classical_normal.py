@@ -78,29 +78,42 @@ def read_columns(path: Path, columns: int) -> np.ndarray:
     return values[:, 0] if columns == 1 else values
 
 
-def main(argv=None) -> int:
+def flags():
+    """The command line: the seed, the output folder and, optionally, your own CSV data."""
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=None,
                          dataset=None)
     parser.add_argument("--heights-csv", type=Path, help="a CSV of heights (first column)")
     parser.add_argument("--height-weight-csv", type=Path,
                         help="a CSV of (height, weight) pairs (first two columns)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = flags()
     args = parse(parser, argv)
     if args.summary:
         print("This chapter has no neural network: its models are formulas (see --help).")
         return 0
     with start(args) as run:  # the seed and the output folder
+        # The data: heights, and (height, weight) pairs: synthetic unless you give CSVs.
         rng = np.random.default_rng(run.seed)
         heights, data_1d = _sample(args.heights_csv, 1, synthetic_heights, rng, HEIGHTS)
         pairs, data_2d = _sample(args.height_weight_csv, 2, synthetic_height_weight, rng,
                                  HEIGHT_WEIGHT)
         print(f"heights: {data_1d['description']}\nheight/weight: {data_2d['description']}")
+
+        # The normal density for a few means and spreads, and the central limit theorem:
+        # means of many draws from a skewed distribution come out normal.
         _plot_pdfs(run.out / "normal_pdfs.png")
         clt = _plot_central_limit(rng, run.out / "central_limit.png",
                                   draws=2000 if run.quick else 20000)
+
+        # Maximum likelihood: the normal that fits the heights best, what it predicts, and
+        # new heights generated from it; then the same in two dimensions.
         models = {**fit_heights(heights, rng, run.out), **fit_pairs(pairs, run.out),
                   "central_limit": clt}
         write_metrics(run, data={"heights": data_1d, "height_weight": data_2d}, models=models)
-    print(f"Figures and metrics.json are in {run.out}/")
+    print(run.closing(f"Figures and metrics.json are in {run.out}/"))
     return 0
 
 

@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from common import language
+from common.catalog import BY_NAME
 from common.data import check_name
 from common.errors import UserError
 
@@ -104,18 +106,22 @@ def make_parser(chapter: str, description: str, *, epochs: int | None,
                                            f"{QUICK_LIMIT} images per split")
     parser.add_argument("--summary", action="store_true",
                         help="print every model.summary() of the chapter and exit")
+    language.add_flag(parser)
     if trains and batch_size is not None:
         from common.distribute import add_flag as add_distribute_flag
         from common.precision import add_flag as add_precision_flag
         add_distribute_flag(parser)
         add_precision_flag(parser)
-    parser.trains = trains
+    parser.trains, parser.chapter = trains, chapter
     return parser
 
 
 def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """Parse and check the flags: with --quick, one epoch on QUICK_LIMIT images per split
     (`limit`, else None) and a batch that fits them. Nothing is set up or written here."""
+    title = getattr(BY_NAME.get(getattr(parser, "chapter", "")), "title_ja", "")
+    if title and language.chosen(argv) == "ja":  # --help's first line in Japanese
+        parser.description = title
     parsed = parser.parse_args(argv)
     if parsed.dataset is not None:
         try:

@@ -18,17 +18,22 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Ellipse, Rectangle  # noqa: E402
 
+from common import notebooks  # noqa: E402
 from common.atomic import atomic_path  # noqa: E402
+from common.language import say  # noqa: E402
 
 
-def save(fig, path: str | Path) -> Path:
-    """Write `fig` as PNG under a temporary name, rename it into place, close it."""
+def save(fig, path: str | Path, inline: bool = True) -> Path:
+    """Write `fig` as PNG under a temporary name, rename it into place, close it; in a
+    notebook, show it under the running cell too (unless `inline` is False)."""
     path = Path(path)
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     finally:
         plt.close(fig)
+    if inline:
+        notebooks.show(path)
     return path
 
 
@@ -58,7 +63,7 @@ def show(ax, image, **kwargs):
 
 
 def image_grid(images, path, *, ncols: int = 10, titles=None, row_labels=None,
-               suptitle: str | None = None, cell: float = 1.0) -> Path:
+               suptitle: str | None = None, cell: float = 1.0, inline: bool = True) -> Path:
     """Images in rows of `ncols`; optional per-image titles and per-row labels."""
     images = as_images(images)
     nrows = math.ceil(len(images) / ncols)
@@ -78,11 +83,11 @@ def image_grid(images, path, *, ncols: int = 10, titles=None, row_labels=None,
             axes[r, 0].set_ylabel(str(label), fontsize=8, rotation=0, ha="right", va="center")
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    return save(fig, path)
+    return save(fig, path, inline=inline)
 
 
 def curves(series: dict[str, list[float]], path, *, title: str, ylabel: str,
-           xlabel: str = "epoch", hline: float | None = None, logy: bool = False,
+           xlabel: str | None = None, hline: float | None = None, logy: bool = False,
            x=None, logx: bool = False, references: dict[str, float] | None = None) -> Path:
     """Line plot of named series (e.g. train and validation loss per epoch, or against `x`:
     one list for all, or {name: list} per series), with optional dashed reference levels
@@ -103,7 +108,7 @@ def curves(series: dict[str, list[float]], path, *, title: str, ylabel: str,
                             for v in xs})
             ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
             ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.set(title=title, xlabel=xlabel or say("epoch", "エポック"), ylabel=ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save(fig, path)
@@ -115,7 +120,7 @@ def reference_lines(ax, references: dict[str, float] | None) -> None:
         ax.axhline(y, color="gray", linestyle=style, linewidth=1, label=label)
 
 
-def curve_panels(panels, path, *, suptitle: str, xlabel: str = "epoch") -> Path:
+def curve_panels(panels, path, *, suptitle: str, xlabel: str | None = None) -> Path:
     """Several line plots side by side: `panels` is a list of (title, series, ylabel), each
     optionally with a 4th item {label: y} of dashed reference lines."""
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False,
@@ -124,7 +129,7 @@ def curve_panels(panels, path, *, suptitle: str, xlabel: str = "epoch") -> Path:
         for name, values in series.items():
             ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
         reference_lines(ax, rest[0] if rest else None)
-        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        ax.set(title=title, xlabel=xlabel or say("epoch", "エポック"), ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(suptitle, fontsize=10)
@@ -191,7 +196,7 @@ def scatter_panels(panels, labels, class_names, path, *, suptitle: str) -> Path:
         points = latent_scatter(ax, z, labels, class_names, title=title)
     bar = fig.colorbar(points, ax=axes[0].tolist(), ticks=range(len(class_names)))
     bar.ax.set_yticklabels(class_names, fontsize=7)
-    bar.set_label("class of the test image", fontsize=8)
+    bar.set_label(say("class of the test image", "テスト画像のクラス"), fontsize=8)
     fig.suptitle(suptitle, fontsize=10)
     return save(fig, path)
 
@@ -282,3 +287,21 @@ def gaussian_ellipse(ax, mean, cov, *, n_std: float = 2.0, **style):
     angle = np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1]))
     width, height = 2 * n_std * np.sqrt(np.maximum(values[::-1], 0))
     ax.add_patch(Ellipse(mean[:2], width, height, angle=angle, fill=False, **style))
+
+
+def data_grid(data, path, per_class: int = 8) -> Path:
+    """The first `per_class` training images of every class, one row each, labelled: what a
+    chapter trains on. Flat images are shown square."""
+    labels = np.asarray(data.y_train)
+    rows = [np.flatnonzero(labels == c)[:per_class] for c in range(data.num_classes)]
+    picks = np.concatenate(rows)
+    images = as_images(data.x_train[picks])
+    shown = np.zeros((len(rows) * per_class, *images.shape[1:]), images.dtype)
+    for r, row in enumerate(rows):  # a class with fewer images leaves its row's end blank
+        start = sum(len(x) for x in rows[:r])
+        shown[r * per_class: r * per_class + len(row)] = images[start:start + len(row)]
+    return image_grid(shown, path, ncols=per_class, row_labels=data.class_names,
+                      suptitle=say(f"{data.name}: the first {per_class} training images of "
+                                   f"each class ({len(data.x_train):,} in all)",
+                                   f"{data.name}: クラスごとに最初の {per_class} 枚の訓練画像"
+                                   f"（全 {len(data.x_train):,} 枚）"))

@@ -32,11 +32,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common import language
 from common.atomic import write_json
 from common.errors import DataError, UserError
 
 CLOCK = "clock.json"  # in out/.backup/: the seconds of earlier, interrupted parts of a run
 LOCK = ".lock"
+_HELD: dict[Path, Run] = {}  # output folders this process holds: a notebook may start again
 
 
 def epochs_for(epochs: int | None, train_size: int, *, images: int, at_most: int = 60) -> int:
@@ -75,6 +77,7 @@ class Run:
     epochs: int | None = None
     batch_size: int | None = None  # the global batch: per replica x replicas
     precision: str = "float32"
+    language: str = "en"  # of the closing line and the figures (common.language)
     replicas: int = 1
     strategy_name: str | None = None
     earlier_seconds: list[float] = field(default_factory=list)  # interrupted parts before
@@ -107,6 +110,15 @@ class Run:
     def __enter__(self) -> Run:
         return self
 
+    def closing(self, english: str) -> str:
+        """The run's last line, `english` or its Japanese form (common.language)."""
+        return language.closing(self.language, self.chapter, self.out, english)
+
+    def finish(self) -> None:
+        """Undo what `start` did, as leaving the `with` block does (for a notebook, which
+        runs the block's steps in cells of their own)."""
+        self.__exit__(None, None, None)
+
     def __exit__(self, kind, error, traceback) -> None:
         interrupted = kind is not None and issubclass(kind, KeyboardInterrupt)
         try:
@@ -119,9 +131,14 @@ class Run:
                 self._remove_what_was_made(whole=is_disk_full(error))
         finally:
             self._undo.close()
-            if self._lock is not None:
-                os.close(self._lock)  # releases the lock
-                self._lock = None
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # releases the lock
+            self._lock = None
+        if _HELD.get(self.out.resolve()) is self:
+            del _HELD[self.out.resolve()]
 
     def _keep_clock(self) -> None:
         parts = [*self.earlier_seconds, time.perf_counter() - self.started]
@@ -148,6 +165,7 @@ def start(args, *, images: int = 0, dataset: str | None = None, pad_to: int | No
               precision=getattr(args, "precision", "float32"))
     try:
         seed_everything(run.seed)
+        run.language = language.use(language.chosen(flag=getattr(args, "lang", None)))
         _set_precision(run)
         if getattr(args, "distribute", False):
             _distribute(run)
@@ -201,6 +219,9 @@ def _claim_output(run: Run) -> None:
         except OSError as err:
             raise UserError(f"--out {run.out}: {err.strerror or err}") from None
     run._made = run._made[:1]  # the topmost new folder holds every other one
+    earlier = _HELD.get(run.out.resolve())
+    if earlier is not None:  # this process started a run here before (a notebook, re-run)
+        earlier._release()
     try:
         handle = os.open(run.out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
@@ -215,6 +236,7 @@ def _claim_output(run: Run) -> None:
     os.ftruncate(handle, 0)
     os.write(handle, str(os.getpid()).encode())
     run._lock = handle
+    _HELD[run.out.resolve()] = run
 
 
 def _earlier_parts(out: Path) -> list[float]:

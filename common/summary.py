@@ -14,6 +14,8 @@ from contextlib import contextmanager
 
 import keras
 
+from common import notebooks
+
 SEQUENTIAL_WIDTH = 100  # Layer (type) | Output Shape | Param #
 FUNCTIONAL_WIDTH = 150  # ... | Connected to
 
@@ -42,4 +44,5 @@ def print_summary(model: keras.Model, *, parts: bool = False) -> None:
     functional = not isinstance(model, keras.Sequential)
     width = FUNCTIONAL_WIDTH if functional else SEQUENTIAL_WIDTH
     with _console_width(width + 2):
-        model.summary(line_length=width)
+        # in a notebook rich would draw an HTML table; plain text is the terminal's table
+        model.summary(line_length=width, **({"print_fn": print} if notebooks.active() else {}))

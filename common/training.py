@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from common import notebooks
 from common.atomic import write_json
 from common.errors import TrainingDiverged
 from common.flops import training_flops_per_image
@@ -145,8 +146,8 @@ def fit(model: keras.Model, train, *, epochs: int, batch_size: int, out: Path, t
     `out/.backup/` is removed on success, and for a model whose loss became NaN). An endless
     `train` dataset needs `steps_per_epoch`: then an "epoch" is that many steps.
     """
-    if verbose is None:  # a live progress bar on a terminal, one line per epoch in a log file
-        verbose = 1 if sys.stdout.isatty() else 2
+    if verbose is None:  # a live progress bar on a terminal or in a notebook, else a line per epoch
+        verbose = 1 if sys.stdout.isatty() or notebooks.active() else 2
     meter = Throughput(batch_size)
     backups = Path(out) / ".backup"
     backup, log = backups / tag, RunLog(backups / f"{tag}.log.json")

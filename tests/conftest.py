@@ -25,3 +25,35 @@ def run_script(*args, timeout=300):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, env=env)
+
+
+class NotebookRun:
+    """What a notebook showed when it ran: its printed text, how many images it showed."""
+
+    def __init__(self, notebook):
+        self.notebook = notebook
+        texts, self.images = [], 0
+        for cell in notebook.cells:
+            for output in cell.get("outputs", []):
+                texts.append("".join(output.get("text", "")))
+                data = output.get("data", {})
+                texts.append("".join(data.get("text/plain", "")))
+                self.images += "image/png" in data
+        self.text = "\n".join(texts)
+
+
+def run_notebook(name: str, out, **parameters) -> NotebookRun:
+    """Run notebooks/<name>.ipynb top to bottom as a learner would, as a --quick smoke test
+    into `out` (on mnist5k where the chapter takes --dataset), with `parameters` set after the
+    parameters cell's defaults. A cell that fails fails the test, naming the cell."""
+    import nbformat
+
+    from common import notebooks
+    from common.catalog import BY_NAME
+
+    notebook = nbformat.read(notebooks.path_of(name), as_version=4)
+    values = {"OUT": str(out), "QUICK": True}
+    if BY_NAME[name].takes_dataset:
+        values["DATASET"] = "mnist5k"
+    notebooks.execute(notebook, {**values, **parameters}, timeout=900)
+    return NotebookRun(notebook)

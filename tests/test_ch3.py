@@ -8,18 +8,19 @@ import pytest
 
 from chapters import ch3_cvae, ch3_vae, ch3_vqvae
 from chapters import ch3_hierarchical_vae as hier
-from tests.conftest import run_script
+from tests.conftest import run_notebook, run_script
 
 
-def quick(script, out, *extra):
-    result = run_script(f"chapters/{script}.py", "--quick", "--dataset", "mnist5k",
-                        "--out", out, *extra)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result, json.loads((out / "metrics.json").read_text())
+def quick(script, out, **parameters):
+    """The chapter's notebook run quick into `out` (with `parameters`, its flags' variables),
+    and the metrics.json it wrote."""
+    ran = run_notebook(script, out, **parameters)
+    assert "Total params" in ran.text and ran.images >= 2  # summaries and figures, inline
+    return ran, json.loads((out / "metrics.json").read_text())
 
 
 def test_ch3_vae_quick_trains_every_model_and_scores_it(tmp_path):
-    result, metrics = quick("ch3_vae", tmp_path, "--latent-dim", "4")
+    result, metrics = quick("ch3_vae", tmp_path, LATENT_DIM=4)
     models = metrics["models"]
     assert list(models) == ["dense", "dense_annealed", "conv", "keras_io_reference",
                             "conv_beta4"]
@@ -35,14 +36,16 @@ def test_ch3_vae_quick_trains_every_model_and_scores_it(tmp_path):
     for name in ("reconstructions", "samples", "traversals_conv", "traversals_conv_beta4",
                  "kl_per_dimension", "kl_annealing", "nelbo_curves"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
-    assert "keras.io reference" in result.stdout
+    assert "keras.io reference" in result.text
     loaded = keras.saving.load_model(tmp_path / "conv.keras", safe_mode=True)
     assert loaded.get_layer("vae_loss").beta.numpy() == 1.0
 
 
 def test_ch3_vae_optional_models_can_be_skipped(tmp_path):
-    _, metrics = quick("ch3_vae", tmp_path, "--contrast-beta", "0", "--kl-anneal", "0",
-                       "--latent-dim", "2")
+    result = run_script("chapters/ch3_vae.py", "--quick", "--dataset", "mnist5k", "--out",
+                        tmp_path, "--contrast-beta", "0", "--kl-anneal", "0", "--latent-dim", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert list(metrics["models"]) == ["dense", "conv", "keras_io_reference"]
 
 
@@ -54,7 +57,7 @@ def test_ch3_cvae_quick_scores_conditional_samples(tmp_path):
     assert len(r["conditional_accuracy_per_class"]) == 10
     assert 0.0 <= r["reconstruction_accuracy"] <= 1.0
     assert len(r["reconstruction_accuracy_per_class"]) == 10
-    assert "reconstructions of it" in result.stdout
+    assert "reconstructions of it" in result.text
     assert r["prior"] == "fitted" and 0.0 <= r["normal_prior_conditional_accuracy"] <= 1.0
     # the fitted prior is scored at every temperature of the sweep; the headline is the default
     assert list(r["by_temperature"]) == ["1", "0.85", "0.7", "0.5"] and r["temperature"] == 0.7
@@ -88,7 +91,7 @@ def test_cvae_reconstruction_accuracy_judges_decoded_means():
 
 def test_ch3_vqvae_quick_trains_both_stages(tmp_path):
     out = tmp_path / "vq"
-    _, metrics = quick("ch3_vqvae", out, "--codes", "16")
+    _, metrics = quick("ch3_vqvae", out, CODES=16)
     vq, prior = metrics["models"]["vqvae"], metrics["models"]["pixelcnn"]
     assert vq["codes"] == 16 and 0 <= vq["dead_codes"] <= 16
     assert 1.0 <= vq["perplexity"] <= 16.0

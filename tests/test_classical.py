@@ -14,7 +14,7 @@ from common.classical.gaussians import (
     normal_pdf,
 )
 from common.classical.gmm import GaussianMixture, e_step, fit_em, initial_mixture
-from tests.conftest import run_script
+from tests.conftest import run_notebook, run_script
 
 
 def test_normal_pdf_and_mvn_pdf_match_scipy():
@@ -111,9 +111,9 @@ def test_heights_csv_is_read_and_bad_csv_is_one_line(tmp_path):
                                                   "(could not convert string to float: 'tall')"]
 
 
-def test_quick_normal_chapter_writes_figures_and_metrics(tmp_path):
-    result = run_script("chapters/classical_normal.py", "--quick", "--out", tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
+def test_quick_normal_notebook_writes_figures_and_metrics(tmp_path):
+    ran = run_notebook("classical_normal", tmp_path)  # the chapter's notebook, cell by cell
+    assert ran.images >= 5 and "P(height > 190)" in ran.text
     for name in ("normal_pdfs.png", "central_limit.png", "heights_mle.png",
                  "bivariate_surface.png", "bivariate_contours.png"):
         assert (tmp_path / name).stat().st_size > 1000
@@ -130,11 +130,10 @@ def write_latents(folder, n=400):
     return folder / "latents.npz"
 
 
-def test_quick_gmm_chapter_without_a_saved_vae(tmp_path):
+def test_quick_gmm_notebook_without_a_saved_vae(tmp_path):
     latents = write_latents(tmp_path)
-    result = run_script("chapters/classical_gmm_em.py", "--quick", "--out", tmp_path / "o",
-                        "--latents", latents)
-    assert result.returncode == 0, result.stderr[-2000:]
+    ran = run_notebook("classical_gmm_em", tmp_path / "o", LATENTS=str(latents))
+    assert ran.images >= 4 and "EM on iris petals" in ran.text
     for name in ("mixture_sampling.png", "em_iris_iterations.png", "em_log_likelihood.png",
                  "gmm_on_vae_latents.png"):
         assert (tmp_path / "o" / name).stat().st_size > 1000

@@ -11,7 +11,7 @@ from chapters.ch3_vq_transformer import main as transformer_main
 from common.cli import run_main
 from common.flops import forward_flops
 from common.vq.autoregressive import sample_codes, sequence_nll, shift_right
-from tests.conftest import run_script
+from tests.conftest import run_notebook, run_script
 
 K = 16  # codes in the small priors below
 
@@ -131,17 +131,26 @@ def test_prior_round_trips_through_a_safe_keras_file(tmp_path):
                                atol=1e-6)
 
 
+def vqvae_run(folder):
+    """A stand-in for a quick ch3_vqvae run (its test runs the real one): an untrained VQ-VAE
+    and PixelCNN of K codes, and the metrics.json that names them."""
+    from chapters.ch3_vqvae import GRID, build_pixelcnn, build_vqvae
+    from common.atomic import save_model
+
+    keras.utils.set_random_seed(0)
+    save_model(build_vqvae(K, 4), folder / "vqvae.keras")
+    save_model(build_pixelcnn(K, GRID, filters=16, blocks=1), folder / "pixelcnn.keras")
+    (folder / "metrics.json").write_text(json.dumps(
+        {"chapter": "ch3_vqvae", "dataset": {"name": "mnist5k"}, "quick": True,
+         "models": {"pixelcnn": {"epochs": 1}}}))
+    return folder
+
+
 def test_quick_run_compares_both_priors_on_the_vqvae_codes(tmp_path):
-    vq = tmp_path / "ch3_vqvae"
-    result = run_script("chapters/ch3_vqvae.py", "--quick", "--dataset", "mnist5k",
-                        "--codes", str(K), "--out", vq)
-    assert result.returncode == 0, result.stderr[-2000:]
+    vq = vqvae_run(tmp_path / "ch3_vqvae")
     out = tmp_path / "ch3_vq_transformer"
-    result = run_script("chapters/ch3_vq_transformer.py", "--quick", "--run", vq,
-                        "--out", out, "--width", "32", "--depth", "1", "--top-k", "4",
-                        timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "Total params" in result.stdout  # the prior's model.summary()
+    ran = run_notebook("ch3_vq_transformer", out, RUN=str(vq), WIDTH=32, DEPTH=1, TOP_K=4)
+    assert "Total params" in ran.text and ran.images >= 5  # summaries and figures, inline
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"]["name"] == "mnist5k"
     models = metrics["models"]

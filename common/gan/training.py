@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from PIL import Image
 
-from common import figures
+from common import figures, notebooks
 from common.atomic import atomic_path, save_model
 from common.flops import BACKWARD_FACTOR, forward_flops
 from common.precision import loss_scaled
@@ -75,7 +75,7 @@ class SampleGrid(keras.callbacks.Callback):
         self.folder.mkdir(parents=True, exist_ok=True)
         images = generate(self.model.generator, self.z, self.labels, self.num_classes)
         path = figures.image_grid(images, self.folder / f"epoch_{epoch + 1:03d}.png",
-                                  ncols=self.ncols,
+                                  ncols=self.ncols, inline=False,
                                   suptitle=f"{self.title}: epoch {epoch + 1} (same noise)")
         self.frames.append(path)
 
@@ -83,6 +83,7 @@ class SampleGrid(keras.callbacks.Callback):
         frames = sorted(self.folder.glob("epoch_*.png"))  # includes frames of a resumed run
         if frames:
             write_gif(frames, self.folder.parent / "progress.gif")
+            notebooks.show(frames[-1])  # the last epoch's grid, in a notebook
 
 
 def write_gif(frames, path: Path, seconds_per_frame: float = 0.6) -> Path:
