@@ -71,6 +71,7 @@ from common.vae.elbo import ElboMonitor, elbo_report
 CHAPTER = "ch3_cvae"
 IMAGES = 600_000  # default budget: 10 epochs of 60,000 images
 SAMPLES_PER_CLASS = 500  # 5,000 generated images for the conditional accuracy and FID
+QUICK_SAMPLES_PER_CLASS = 50  # --quick: 500, a smoke test of the same steps
 BARS = {"mnist": 0.95, "fashion_mnist": 0.85}
 
 
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
         # Asking for a class: z ~ N(0, I) with every label, and the judge's verdicts.
         judge = FeatureClassifier.for_dataset(data, run.out.parent)
         rng = np.random.default_rng(run.seed)
-        asked = np.repeat(np.arange(k), SAMPLES_PER_CLASS)
+        asked = np.repeat(np.arange(k), QUICK_SAMPLES_PER_CLASS if run.quick else SAMPLES_PER_CLASS)
         bar = BARS.get(data.name)
         normal = judge.score_conditional(
             draw(decoder, asked, k, normal_codes(rng, len(asked), args.latent_dim)), asked,

@@ -263,6 +263,8 @@ def against_pixelcnn(pixelcnn, pixelcnn_epochs, unconditional, train_codes, test
     by side now, so that their training times compare on today's machine."""
     print("\n== the PixelCNN of ch3_vqvae on the same codes ==")
     positions, num_codes = GRID[0] * GRID[1], pixelcnn.output_shape[-1]
+    if not pixelcnn.compiled:  # the loss ch3_vqvae trained it with, whatever the file kept
+        pixelcnn.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     nll = positions * float(pixelcnn.evaluate(
         np.eye(num_codes, dtype="float32")[test_codes], test_codes, batch_size=512, verbose=0))
     flat_train = train_codes.reshape(-1, positions)

@@ -164,7 +164,7 @@ def build_unet(channels: int = 32, num_classes: int = 0, attention: bool = True,
 
 LOSS_WEIGHTINGS = ("uniform", "min_snr")
 MIN_SNR_GAMMA = 5.0
-TIMESTEPS = ("uniform", "logit_normal")
+TIMESTEP_DRAWS = ("uniform", "logit_normal")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -200,7 +200,7 @@ class DiffusionModel(keras.Model):
         super().__init__(**kwargs)
         if loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"unknown loss weighting {loss_weighting!r}")
-        if prediction not in PREDICTIONS or timesteps not in TIMESTEPS:
+        if prediction not in PREDICTIONS or timesteps not in TIMESTEP_DRAWS:
             raise ValueError(f"unknown prediction {prediction!r} or timesteps {timesteps!r}")
         self.network, self.ema_network = network, ema_network
         self.schedule = schedule or Schedule(steps)
@@ -355,7 +355,7 @@ def flags():
     parser.add_argument("--prediction", choices=PREDICTIONS, default="v",
                         help="what the network predicts: v (Salimans & Ho 2022; default) or "
                              "the noise, as the lecture has it (eps)")
-    parser.add_argument("--timesteps", choices=TIMESTEPS, default="logit_normal",
+    parser.add_argument("--timesteps", choices=TIMESTEP_DRAWS, default="logit_normal",
                         help="how training draws the step t: logit-normal, favouring the "
                              "middle steps (default), or uniformly, as the lecture has it")
     return parser

@@ -59,7 +59,8 @@ from common.cli import (
     writable_dir_problem,
 )
 from common.data import check_name
-from common.diffusion.samplers import SAMPLERS, describe, network_passes, sample
+from common.diffusion.samplers import SAMPLERS as KNOWN_SAMPLERS
+from common.diffusion.samplers import describe, network_passes, sample
 from common.diffusion.schedule import Schedule
 from common.errors import UserError
 from common.eval.classifier import FeatureClassifier, describe_fid
@@ -90,13 +91,13 @@ def step_counts(text: str) -> tuple[int, ...]:
 
 
 def sampler_names(text: str) -> tuple[str, ...]:
-    """The --samplers flag: 'dpmpp,ddim' -> ('ddim', 'dpmpp'), in SAMPLERS' order."""
+    """The --samplers flag: 'dpmpp,ddim' -> ('ddim', 'dpmpp'), in KNOWN_SAMPLERS' order."""
     names = {part.strip() for part in text.split(",")}
-    unknown = sorted(names - set(SAMPLERS))
+    unknown = sorted(names - set(KNOWN_SAMPLERS))
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown sampler {unknown[0]!r}; choose from "
-                                         f"{', '.join(SAMPLERS)}")
-    return tuple(name for name in SAMPLERS if name in names)
+                                         f"{', '.join(KNOWN_SAMPLERS)}")
+    return tuple(name for name in KNOWN_SAMPLERS if name in names)
 
 
 def flags():
@@ -112,9 +113,9 @@ def flags():
     parser.add_argument("--dataset", default=None,
                         help="the test set to score against (default: the one the run was "
                              "trained on, from its metrics.json)")
-    parser.add_argument("--samplers", type=sampler_names, default=SAMPLERS,
-                        help=f"which to compare, comma-separated (default {','.join(SAMPLERS)}; "
-                             "ddpm always takes 1000 steps)")
+    parser.add_argument("--samplers", type=sampler_names, default=KNOWN_SAMPLERS,
+                        help="which to compare, comma-separated (default "
+                             f"{','.join(KNOWN_SAMPLERS)}; ddpm always takes 1000 steps)")
     parser.add_argument("--samples", type=positive_int, default=2000,
                         help="images per sampler and noise set (default 2000)")
     parser.add_argument("--noise-sets", type=positive_int, default=2,

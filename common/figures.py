@@ -108,6 +108,8 @@ def curves(series: dict[str, list[float]], path, *, title: str, ylabel: str,
                             for v in xs})
             ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
             ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    if x is None:  # epochs are whole numbers
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set(title=title, xlabel=xlabel or say("epoch", "エポック"), ylabel=ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -129,6 +131,7 @@ def curve_panels(panels, path, *, suptitle: str, xlabel: str | None = None) -> P
         for name, values in series.items():
             ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
         reference_lines(ax, rest[0] if rest else None)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set(title=title, xlabel=xlabel or say("epoch", "エポック"), ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

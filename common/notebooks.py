@@ -146,6 +146,16 @@ def _is_script_guard(node) -> bool:
     return isinstance(node, ast.If) and "__" in ast.unparse(node.test)
 
 
+def _first_stop(line: str) -> int:
+    """Where the first ": " or ". " outside parentheses is in `line` (0 if none)."""
+    depth = 0
+    for at, char in enumerate(line[:-1]):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and char in ":." and line[at + 1] == " " and at > 0:
+            return at
+    return 0
+
+
 def _banner_above(lines, comments, lineno) -> tuple[str, list[str]] | None:
     """The banner heading and text directly above `lineno`, if any."""
     block, line = [], lineno - 1
@@ -156,7 +166,15 @@ def _banner_above(lines, comments, lineno) -> tuple[str, list[str]] | None:
     for i, (_, text) in enumerate(block):
         if BANNER.match(text):
             body = [t.lstrip("#").strip() for _, t in block[i + 1:]]
-            return (body[0].rstrip("."), body[1:]) if body else ("", [])
+            if not body:
+                return "", []
+            # "The two players (sec. 3): no pooling, ..." -> heading and text at the first ": "
+            # or ". " of the first line; a heading line alone ends at the line
+            stop = _first_stop(body[0])
+            if len(body) > 1 and stop:
+                rest = " ".join(body)[stop + 2:]
+                return body[0][:stop], [rest[:1].upper() + rest[1:]]
+            return body[0].rstrip("."), body[1:]
     return None
 
 
@@ -257,6 +275,12 @@ def _parameters_cell(name: str) -> str:
         if action.dest in SKIPPED_FLAGS or not action.option_strings:
             continue
         variable = action.dest.upper()
+        # One namespace in a notebook: a chapter's name may be the flag's default itself
+        # (LATENT_DIM = 32, default=LATENT_DIM), never anything else (a list of choices)
+        module = sys.modules[f"chapters.{name}"]
+        if hasattr(module, variable) and getattr(module, variable) != action.default:
+            raise ValueError(f"chapters/{name}.py already has a name {variable}: the notebook's "
+                             f"parameter for --{action.dest} would replace it; rename it there")
         if action.dest == "quick":
             rows.append(f'{variable} = os.environ.get("QUICK") == "1"  # {_help(action)}')
             continue

@@ -83,6 +83,7 @@ class Run:
     earlier_seconds: list[float] = field(default_factory=list)  # interrupted parts before
     started: float = field(default_factory=time.perf_counter)
     _made: list[Path] = field(default_factory=list, repr=False)  # folders this run created
+    _before: set = field(default_factory=set, repr=False)  # files in the folder at the start
     _lock: int | None = field(default=None, repr=False)
     _undo: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
 
@@ -146,8 +147,12 @@ class Run:
             write_json(self.out / ".backup" / CLOCK, {"parts": [round(p, 1) for p in parts]})
 
     def _remove_what_was_made(self, whole: bool) -> None:
-        """After a failure: the folders this run made, when they hold no file but the lock
-        (with `whole`, after a full disk, whatever they hold: it is incomplete)."""
+        """After a failure: the files this run wrote (figures, models, but not .backup/, which
+        a resumed run continues from), then the folders it made when they hold no file but
+        the lock (with `whole`, after a full disk, whatever they hold: it is incomplete)."""
+        for path in _files(self.out) - self._before:
+            if path.name != LOCK and ".backup" not in path.relative_to(self.out).parts:
+                path.unlink(missing_ok=True)
         for folder in self._made:
             files = [p for p in folder.rglob("*") if p.is_file() and p.name != LOCK]
             if folder.is_dir() and (whole or not files):
@@ -237,6 +242,11 @@ def _claim_output(run: Run) -> None:
     os.write(handle, str(os.getpid()).encode())
     run._lock = handle
     _HELD[run.out.resolve()] = run
+    run._before = _files(run.out)
+
+
+def _files(folder: Path) -> set[Path]:
+    return {path for path in folder.rglob("*") if path.is_file()}
 
 
 def _earlier_parts(out: Path) -> list[float]:

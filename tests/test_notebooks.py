@@ -36,7 +36,7 @@ def test_a_notebook_follows_the_lesson():
     order = [next(i for i, s in enumerate(sources) if marker in s)
              for marker in ("def sample_latent", "# The chapter's flags", "run = start(",
                             "figures.data_grid", "print_summary(model, parts=True)",
-                            "train_both(", "fid_report(", "write_metrics(")]
+                            "= train_both(", "fid_report(", "write_metrics(")]
     assert order == sorted(order)  # definitions, parameters, then the run's steps in turn
     assert any(kind == "markdown" and source.startswith("The data:")
                for kind, source in cells)  # a step's comment became its text
@@ -71,3 +71,15 @@ def test_editing_a_markdown_cell_changes_that_cell_and_nothing_else(tmp_path, mo
     assert len(edited.cells) == len(committed.cells) and len(changed) == 1
     assert edited.cells[changed[0]].source == "The two filters, set by hand: 52 parameters."
     assert edited.metadata == committed.metadata
+
+
+def test_a_parameter_that_would_replace_a_chapter_name_is_refused(monkeypatch):
+    """A notebook runs the chapter's definitions and its parameters in one namespace: a flag
+    whose variable is also a name of the chapter (ch5_samplers once imported SAMPLERS, the
+    --samplers parameter replaced it) is caught when the notebook is made, unless that name is
+    the flag's default itself."""
+    import chapters.ch2_vae
+
+    monkeypatch.setattr(chapters.ch2_vae, "KL_WEIGHT", (0.5, 1.0), raising=False)
+    with pytest.raises(ValueError, match="KL_WEIGHT"):
+        notebooks.build("ch2_vae", None)
