@@ -73,33 +73,42 @@ CH2_DECODER, CH2_IMAGE_SIZE, CH2_LATENT_DIM = "vae_decoder.keras", 32, 2
 # LeakyReLU(0.2) in the discriminator, which ends in one logit. The batch norm is
 # `synchronized`: under --distribute its statistics are those of the global batch.
 
-def generator_layers(image_shape=IMAGE_SHAPE) -> list[layers.Layer]:
+def normalized(name: str, batch_norm: bool) -> list[layers.Layer]:
+    """The batch norm after layer `name`, or nothing (--no-batch-norm, the exercise that
+    shows what it is for)."""
+    return [layers.BatchNormalization(synchronized=True, name=f"{name}_bn")] if batch_norm \
+        else []
+
+
+def generator_layers(image_shape=IMAGE_SHAPE, batch_norm: bool = True) -> list[layers.Layer]:
     """Dense 7*7*128 -> Reshape -> Conv2DTranspose 64 (14x14) -> Conv2DTranspose 1 (28x28,
     tanh): from a noise vector to an image in [-1, 1]. ch4_cgan puts the same stack after
     noise and label. For 32x32 colour images the stack starts at 8x8 and ends in 3
     channels."""
     side = image_shape[0] // 4
     return [
-        layers.Dense(side * side * 128, use_bias=False, name="project"),
-        layers.BatchNormalization(synchronized=True, name="project_bn"),
+        layers.Dense(side * side * 128, use_bias=not batch_norm, name="project"),
+        *normalized("project", batch_norm),
         layers.ReLU(name="project_relu"),
         layers.Reshape((side, side, 128), name="to_feature_maps"),
-        layers.Conv2DTranspose(64, 4, strides=2, padding="same", use_bias=False, name="up_14"),
-        layers.BatchNormalization(synchronized=True, name="up_14_bn"),
+        layers.Conv2DTranspose(64, 4, strides=2, padding="same", use_bias=not batch_norm,
+                               name="up_14"),
+        *normalized("up_14", batch_norm),
         layers.ReLU(name="up_14_relu"),
         layers.Conv2DTranspose(image_shape[-1], 4, strides=2, padding="same",
                                activation="tanh", name="up_28"),
     ]
 
 
-def discriminator_layers() -> list[layers.Layer]:
+def discriminator_layers(batch_norm: bool = True) -> list[layers.Layer]:
     """Conv2D 64 (stride 2, 14x14) -> Conv2D 128 (stride 2, 7x7) + batch norm -> Dense 1:
     from an image to one logit, "real" when positive."""
     return [
         layers.Conv2D(64, 4, strides=2, padding="same", name="down_14"),
         layers.LeakyReLU(0.2, name="down_14_lrelu"),
-        layers.Conv2D(128, 4, strides=2, padding="same", use_bias=False, name="down_7"),
-        layers.BatchNormalization(synchronized=True, name="down_7_bn"),
+        layers.Conv2D(128, 4, strides=2, padding="same", use_bias=not batch_norm,
+                      name="down_7"),
+        *normalized("down_7", batch_norm),
         layers.LeakyReLU(0.2, name="down_7_lrelu"),
         layers.Flatten(name="flatten"),
         layers.Dense(1, name="logit"),
@@ -107,16 +116,17 @@ def discriminator_layers() -> list[layers.Layer]:
 
 
 def build_generator(latent_dim: int = LATENT_DIM, name: str = "generator",
-                    image_shape=IMAGE_SHAPE) -> keras.Model:
+                    image_shape=IMAGE_SHAPE, batch_norm: bool = True) -> keras.Model:
     """G: z (100) -> image (28, 28, 1); 784,641 parameters."""
     return keras.Sequential([keras.Input((latent_dim,), name="z"),
-                             *generator_layers(image_shape)], name=name)
+                             *generator_layers(image_shape, batch_norm)], name=name)
 
 
-def build_discriminator(name: str = "discriminator", image_shape=IMAGE_SHAPE) -> keras.Model:
+def build_discriminator(name: str = "discriminator", image_shape=IMAGE_SHAPE,
+                        batch_norm: bool = True) -> keras.Model:
     """D: image (28, 28, 1) -> one logit; 138,945 parameters."""
-    return keras.Sequential([keras.Input(image_shape, name="image"), *discriminator_layers()],
-                            name=name)
+    return keras.Sequential([keras.Input(image_shape, name="image"),
+                             *discriminator_layers(batch_norm)], name=name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,11 +252,12 @@ def mean_probability(logits):
     return ops.mean(ops.sigmoid(ops.cast(logits, "float32")))
 
 
-def build_dcgan(seed: int | None = None, image_shape=IMAGE_SHAPE) -> GAN:
+def build_dcgan(seed: int | None = None, image_shape=IMAGE_SHAPE,
+                batch_norm: bool = True) -> GAN:
     """G and D in the game: one D and one G update per batch."""
-    return GAN(build_generator(image_shape=image_shape),
-               build_discriminator(image_shape=image_shape), LATENT_DIM, seed=seed,
-               name="dcgan")
+    return GAN(build_generator(image_shape=image_shape, batch_norm=batch_norm),
+               build_discriminator(image_shape=image_shape, batch_norm=batch_norm),
+               LATENT_DIM, seed=seed, name="dcgan")
 
 
 def train_gan(gan: GAN, train, run, learning_rate: float, samples=None):
@@ -269,6 +280,9 @@ def flags():
     parser = make_parser(CHAPTER, __doc__.splitlines()[0], epochs=None, batch_size=128,
                          learning_rate=2e-4,
                          learning_rate_help="Adam's step size for both networks")
+    parser.add_argument("--no-batch-norm", dest="batch_norm", action="store_false",
+                        help="leave out the batch norm of both networks (an exercise: "
+                             "see what the paper says it is for)")
     return parser
 
 
@@ -276,7 +290,7 @@ def main(argv=None) -> int:
     parser = flags()
     args = parse(parser, argv)
     if args.summary:
-        return build_dcgan(args.seed).print_summaries()
+        return build_dcgan(args.seed, batch_norm=args.batch_norm).print_summaries()
     with start(args, images=IMAGES) as run:
         # The data: a few training images of each class, scaled to [-1, 1] for the tanh of
         # the generator's output.
@@ -285,7 +299,7 @@ def main(argv=None) -> int:
         figures.data_grid(data, run.out / "data.png")
 
         # The two players.
-        gan = build_dcgan(run.seed, data.image_shape)  # 28x28x1, or 32x32x3 colour
+        gan = build_dcgan(run.seed, data.image_shape, args.batch_norm)  # or 32x32x3 colour
         gan.print_summaries()
 
         # The game, one round per batch (GAN.train_step); the same 50 noise vectors are drawn
@@ -315,6 +329,7 @@ def main(argv=None) -> int:
         write_metrics(run, judge=judge, models={"dcgan": {
             **scored, "ch2_vae_classifier_fid": None if vae_fid is None else round(vae_fid, 3),
             "sample_class_counts": counts.tolist(), "every_class_appears": bool(counts.min() > 0),
+            "batch_norm": args.batch_norm,
             **save_gan(gan, trained, run.out)}})
     print(run.closing(f"\nFigures (progress.gif shows the training), models and "
                       f"metrics.json are in {run.out}/"))

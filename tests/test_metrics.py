@@ -56,10 +56,16 @@ def test_fid_from_features_sees_a_shift():
         gaussian_stats(np.ones(3))
 
 
-def test_feature_classifier_trains_caches_and_measures(digits, tmp_path):
-    first = FeatureClassifier.for_dataset(digits, tmp_path, epochs=8)
+@pytest.fixture(scope="module")
+def judge8(digits, tmp_path_factory):
+    """The judge trained for 8 epochs on the digits (augmented), cached in its own folder."""
+    return FeatureClassifier.for_dataset(digits, tmp_path_factory.mktemp("judge8"), epochs=8)
+
+
+def test_feature_classifier_trains_caches_and_measures(digits, judge8):
+    first = judge8
     assert first.path.exists() and first.test_accuracy > 0.6
-    again = FeatureClassifier.for_dataset(digits, tmp_path, epochs=8)
+    again = FeatureClassifier.for_dataset(digits, first.path.parents[1], epochs=8)
     assert again.test_accuracy == first.test_accuracy  # loaded, not retrained
     x, y = digits.x_test, digits.y_test
     assert first.conditional_accuracy(x, y) == pytest.approx(first.test_accuracy, abs=1e-6)
@@ -109,9 +115,9 @@ def test_augmentation_keeps_half_clean_and_stays_in_range(digits):
     assert 0.4 < unchanged < 0.75  # half untouched, a few touched ones drew no change
 
 
-def test_robustness_falls_without_the_augmentation(digits):
+def test_robustness_falls_without_the_augmentation(digits, judge8):
     plain = train_judge(digits, epochs=8, augmented=False)
-    robust = train_judge(digits, epochs=8, augmented=True)
+    robust = judge8.model  # train_judge(digits, epochs=8, augmented=True), cached
     x, y = digits.x_test, digits.y_test
     plain_scores, robust_scores = robustness(plain, x, y), robustness(robust, x, y)
     assert set(plain_scores) == {"clean", "noise_0.1", "noise_0.2", "blur_1px"}

@@ -162,7 +162,7 @@ def test_float16_on_a_cpu_warns_in_one_line(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 # The judge: verified on every load; damage means training one here, never a traceback.
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def small_digits(digits):
     from dataclasses import replace
 
@@ -170,7 +170,25 @@ def small_digits(digits):
                    x_test=digits.x_test[:128], y_test=digits.y_test[:128])
 
 
-def test_a_tampered_cached_judge_is_retrained_and_says_so(small_digits, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def trained_once(small_digits, tmp_path_factory):
+    """A folder holding the small judge's cache, trained once for this module's tests."""
+    from common.eval.classifier import FeatureClassifier
+
+    root = tmp_path_factory.mktemp("judge_cache")
+    FeatureClassifier.for_dataset(small_digits, root, epochs=1)
+    return root
+
+
+@pytest.fixture
+def cached_here(trained_once, tmp_path):
+    """tmp_path with a copy of that cache in it: for_dataset(small_digits, tmp_path) loads it."""
+    shutil.copytree(trained_once / "_classifiers", tmp_path / "_classifiers")
+    return tmp_path
+
+
+def test_a_tampered_cached_judge_is_retrained_and_says_so(small_digits, cached_here, capsys):
+    tmp_path = cached_here
     from common.eval.classifier import FeatureClassifier, checksum
 
     first = FeatureClassifier.for_dataset(small_digits, tmp_path, epochs=1)
@@ -186,7 +204,8 @@ def test_a_tampered_cached_judge_is_retrained_and_says_so(small_digits, tmp_path
 
 
 @pytest.mark.parametrize("damage", ["truncate_keras", "corrupt_json", "keys_json"])
-def test_a_damaged_cached_judge_is_retrained(small_digits, tmp_path, capsys, damage):
+def test_a_damaged_cached_judge_is_retrained(small_digits, cached_here, capsys, damage):
+    tmp_path = cached_here
     from common.eval.classifier import FeatureClassifier
 
     first = FeatureClassifier.for_dataset(small_digits, tmp_path, epochs=1)
@@ -207,12 +226,11 @@ def test_a_damaged_cached_judge_is_retrained(small_digits, tmp_path, capsys, dam
 
 
 @pytest.mark.parametrize("damage", ["truncate_weights", "header", "corrupt_json"])
-def test_a_damaged_shipped_judge_is_not_used(small_digits, tmp_path, monkeypatch, capsys,
-                                             damage):
+def test_a_damaged_shipped_judge_is_not_used(small_digits, trained_once, tmp_path, monkeypatch,
+                                             capsys, damage):
     import common.eval.classifier as classifier
 
-    trained = classifier.FeatureClassifier.for_dataset(small_digits, tmp_path / "here",
-                                                       epochs=1)
+    trained = classifier.FeatureClassifier.for_dataset(small_digits, trained_once, epochs=1)
     weights = trained.ship(small_digits, tmp_path / "shipped")
     monkeypatch.setattr(classifier, "SHIPPED", tmp_path / "shipped")
     assert classifier.FeatureClassifier.shipped(small_digits) is not None  # intact: used
