@@ -104,19 +104,22 @@ def latent_leaves_the_disc(run: dict, reference: dict) -> Verdict:
 
 
 def reconstructions_blur(run: dict, reference: dict) -> Verdict:
-    vae, ae = run["models"]["vae"]["test_mse"], run["models"]["cnn_autoencoder"]["test_mse"]
-    ratio = vae / ae
-    before = (reference["models"]["vae"]["test_mse"]
-              / reference["models"]["cnn_autoencoder"]["test_mse"])
-    passed = ratio > 1.25
+    """The VAE's test MSE over the autoencoder's (same run, same data): the blur the KL weight
+    costs, on a scale the autoencoder sets. The check asks for 10% more than the reference's."""
+    def ratio(metrics):
+        models = metrics["models"]
+        return models["vae"]["test_mse"] / models["cnn_autoencoder"]["test_mse"]
+
+    now, before = ratio(run), ratio(reference)
+    passed = now > 1.1 * before
     return Verdict(passed,
-                   f"the VAE's test MSE is {ratio:.2f}x the autoencoder's (reference "
-                   f"{before:.2f}x; the check asks for > 1.25x). " + (
+                   f"the VAE's test MSE is {now:.2f}x the autoencoder's, against {before:.2f}x "
+                   "before (the check asks for 10% more). " + (
                        "A heavy KL weight squeezes the codes towards N(0, I), so they carry less "
                        "about each image: reconstructions blur." if passed else
                        "The reconstructions are as sharp as before: raise --kl-weight."),
-                   f"VAE のテスト MSE はオートエンコーダの {ratio:.2f} 倍（変更前 {before:.2f} 倍、"
-                   "判定は 1.25 倍超）。" + (
+                   f"VAE のテスト MSE はオートエンコーダの {now:.2f} 倍、変更前は {before:.2f} 倍"
+                   "（判定は 1 割増し）。" + (
                        "KL の重みが大きいと潜在変数が N(0, I) に押し込められ、"
                        "画像ごとの情報が減って再構成がぼやける。" if passed else
                        "再構成は変更前と同じくらい鮮明。--kl-weight を大きくする。"))
@@ -178,6 +181,24 @@ def worse_fid(name: str, model: str | None, reference_model: str | None, why_en:
     return check
 
 
+def better_fid(name: str, model: str | None, reference_model: str | None, why_en: str,
+               why_ja: str, hint_en: str, hint_ja: str) -> Callable[[dict, dict], Verdict]:
+    """A check that the changed run's FID is better than the reference's beyond both
+    intervals."""
+
+    def check(run: dict, reference: dict) -> Verdict:
+        fid, _, fid_high = _fid(_record(run, model))
+        before, before_low, _ = _fid(_record(reference, reference_model))
+        passed = fid_high < before_low
+        return Verdict(passed,
+                       f"{name}: FID {fid:.1f} (95% up to {fid_high:.1f}) against {before:.1f} "
+                       f"(from {before_low:.1f}) before. " + (why_en if passed else hint_en),
+                       f"{name}: FID {fid:.1f}（95% 上限 {fid_high:.1f}）、変更前は {before:.1f}"
+                       f"（下限 {before_low:.1f}）。" + (why_ja if passed else hint_ja))
+
+    return check
+
+
 FASHION = "--dataset fashion_mnist"  # the data of docs/results.md (offline: apt's package)
 CH2, CH4 = f"{FASHION} --epochs 2", f"{FASHION} --epochs 1"
 SAMPLES = "--noise-sets 1 --samples"  # ch5_samplers reads the trained outputs/ch5_ddpm
@@ -205,16 +226,19 @@ EXERCISES = [
                        "（3 節）。外すとゲームの進みが遅く不安定になる。",
                        "The samples are as good as before: is --no-batch-norm on?",
                        "サンプルの質は変更前と同じ。--no-batch-norm を付けたか確認。")),
-    Exercise("ch4_dcgan_lr10x", "ch4_dcgan", "学習率を 10 倍（0.002）にする",
-             "Raise the learning rate tenfold (0.002)",
+    Exercise("ch4_dcgan_lr10x", "ch4_dcgan",
+             "1 エポックだけなら学習率を 10 倍（0.002）にすると",
+             "With one epoch only, raise the learning rate tenfold (0.002)",
              "--learning-rate 0.002", CH4, "ch4_dcgan",
-             worse_fid("learning rate 0.002", "dcgan", "dcgan",
-                       "Both players overshoot: each step undoes the other's, and the generator "
-                       "falls behind (the DCGAN paper chose 0.0002 for this reason).",
-                       "両者が行き過ぎ、互いの更新を打ち消し合って生成器が遅れる（DCGAN の論文が "
-                       "0.0002 を選んだ理由）。",
-                       "The samples are as good as before: raise --learning-rate.",
-                       "サンプルの質は変更前と同じ。--learning-rate を上げる。")),
+             check=better_fid("learning rate 0.002", "dcgan", "dcgan",
+                              "In one epoch (469 rounds) ten times larger steps get further: "
+                              "the paper's 0.0002 buys stability over many epochs, not speed. "
+                              "Run 3 epochs of each and compare loss_curves.png.",
+                              "1 エポック（469 回）なら 10 倍の歩幅の方が先へ進む。論文の "
+                              "0.0002 は多くのエポックでの安定のための値で、速さのためでは"
+                              "ない。3 エポックずつ学習して loss_curves.png を比べてみる。",
+                              "No gain within one epoch: is --learning-rate 0.002 set?",
+                              "1 エポックでの改善はない。--learning-rate 0.002 を付けたか確認。")),
     Exercise("ch5_samplers_ddim5", "ch5_samplers", "DDIM を 5 ステップでサンプリングする",
              "Sample with 5 DDIM steps instead of 50",
              "--steps 5", f"{SAMPLES} 1000 --samplers ddim", "ch5_samplers_ddim50",
