@@ -163,38 +163,24 @@ def normal_prior_forgets_the_class(run: dict, reference: dict) -> Verdict:
                        "区間を超える低下はない。--prior normal で N(0, I) から引く。"))
 
 
-def worse_fid(name: str, model: str | None, reference_model: str | None, why_en: str,
-              why_ja: str, hint_en: str, hint_ja: str) -> Callable[[dict, dict], Verdict]:
-    """A check that the changed run's FID is worse than the reference's beyond both
-    intervals (name: what the change is called in the message)."""
+def fid_moves(worse: bool, name: str, model: str | None, reference_model: str | None,
+              why_en: str, why_ja: str, hint_en: str,
+              hint_ja: str) -> Callable[[dict, dict], Verdict]:
+    """A check that the changed run's FID is worse (or better) than the reference's beyond
+    both 95% intervals (name: what the change is called in the message)."""
 
     def check(run: dict, reference: dict) -> Verdict:
-        fid, fid_low, _ = _fid(_record(run, model))
-        before, _, before_high = _fid(_record(reference, reference_model))
-        passed = fid_low > before_high
+        fid, fid_low, fid_high = _fid(_record(run, model))
+        before, before_low, before_high = _fid(_record(reference, reference_model))
+        passed = fid_low > before_high if worse else fid_high < before_low
+        edge, edge_before = (fid_low, before_high) if worse else (fid_high, before_low)
+        en = ("from", "up to") if worse else ("up to", "from")
+        ja = ("下限", "上限") if worse else ("上限", "下限")
         return Verdict(passed,
-                       f"{name}: FID {fid:.1f} (95% from {fid_low:.1f}) against {before:.1f} "
-                       f"(up to {before_high:.1f}) before. " + (why_en if passed else hint_en),
-                       f"{name}: FID {fid:.1f}（95% 下限 {fid_low:.1f}）、変更前は {before:.1f}"
-                       f"（上限 {before_high:.1f}）。" + (why_ja if passed else hint_ja))
-
-    return check
-
-
-def better_fid(name: str, model: str | None, reference_model: str | None, why_en: str,
-               why_ja: str, hint_en: str, hint_ja: str) -> Callable[[dict, dict], Verdict]:
-    """A check that the changed run's FID is better than the reference's beyond both
-    intervals."""
-
-    def check(run: dict, reference: dict) -> Verdict:
-        fid, _, fid_high = _fid(_record(run, model))
-        before, before_low, _ = _fid(_record(reference, reference_model))
-        passed = fid_high < before_low
-        return Verdict(passed,
-                       f"{name}: FID {fid:.1f} (95% up to {fid_high:.1f}) against {before:.1f} "
-                       f"(from {before_low:.1f}) before. " + (why_en if passed else hint_en),
-                       f"{name}: FID {fid:.1f}（95% 上限 {fid_high:.1f}）、変更前は {before:.1f}"
-                       f"（下限 {before_low:.1f}）。" + (why_ja if passed else hint_ja))
+                       f"{name}: FID {fid:.1f} (95% {en[0]} {edge:.1f}) against {before:.1f} "
+                       f"({en[1]} {edge_before:.1f}) before. " + (why_en if passed else hint_en),
+                       f"{name}: FID {fid:.1f}（95% {ja[0]} {edge:.1f}）、変更前は {before:.1f}"
+                       f"（{ja[1]} {edge_before:.1f}）。" + (why_ja if passed else hint_ja))
 
     return check
 
@@ -219,7 +205,7 @@ EXERCISES = [
     Exercise("ch4_dcgan_no_bn", "ch4_dcgan", "DCGAN のバッチ正規化を外す",
              "Take the batch norm out of the DCGAN",
              "--no-batch-norm", CH4, "ch4_dcgan",
-             worse_fid("without batch norm", "dcgan", "dcgan",
+             fid_moves(True, "without batch norm", "dcgan", "dcgan",
                        "Radford et al. (sec. 3) credit batch norm with getting deep generators "
                        "to learn at all: without it the game makes slower, shakier progress.",
                        "Radford らは、バッチ正規化が深い生成器の学習を立ち上げると述べている"
@@ -230,7 +216,7 @@ EXERCISES = [
              "1 エポックだけなら学習率を 10 倍（0.002）にすると",
              "With one epoch only, raise the learning rate tenfold (0.002)",
              "--learning-rate 0.002", CH4, "ch4_dcgan",
-             check=better_fid("learning rate 0.002", "dcgan", "dcgan",
+             check=fid_moves(False, "learning rate 0.002", "dcgan", "dcgan",
                               "In one epoch (469 rounds) ten times larger steps get further: "
                               "the paper's 0.0002 buys stability over many epochs, not speed. "
                               "Run 3 epochs of each and compare loss_curves.png.",
@@ -242,7 +228,7 @@ EXERCISES = [
     Exercise("ch5_samplers_ddim5", "ch5_samplers", "DDIM を 5 ステップでサンプリングする",
              "Sample with 5 DDIM steps instead of 50",
              "--steps 5", f"{SAMPLES} 1000 --samplers ddim", "ch5_samplers_ddim50",
-             unchanged="--steps 50", check=worse_fid("DDIM-5 against DDIM-50", None, None,
+             unchanged="--steps 50", check=fid_moves(True, "DDIM-5 against DDIM-50", None, None,
                        "Five steps of a first-order solver cannot follow the curved path from "
                        "noise to image: the samples blur.",
                        "1 次のソルバーでは 5 ステップでノイズから画像への曲がった道筋を追えず、"
@@ -253,7 +239,7 @@ EXERCISES = [
              "5 ステップの DDIM に DDPM と同じノイズを入れる（η = 1）",
              "Give 5-step DDIM the DDPM posterior's noise (eta = 1)",
              "--eta 1", f"{SAMPLES} 1000 --samplers ddim --steps 5", "ch5_samplers_ddim5",
-             check=worse_fid("DDIM-5 with eta = 1 against eta = 0", None, None,
+             check=fid_moves(True, "DDIM-5 with eta = 1 against eta = 0", None, None,
                              "Each step adds fresh noise that the next few steps must remove; "
                              "with 5 steps there are too few (Song et al. 2021, Table 1: eta = 1 "
                              "is worst at few steps).",
