@@ -92,3 +92,12 @@ def test_an_unknown_exercise_is_one_error_line(capsys):
     assert exited.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
         "error: no exercise 'ch9_nothing'; there are " + ", ".join(BY_KEY))
+
+
+def test_a_damaged_metrics_file_is_one_error_line(tmp_path, capsys):
+    (tmp_path / "metrics.json").write_text("{ broken")
+    with pytest.raises(SystemExit) as exited:
+        main(["ch2_vae_kl0", "--run", str(tmp_path), "--reference", str(tmp_path)])
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert "error: ch2_vae_kl0: cannot read a metrics.json" in lines[-1]

@@ -295,7 +295,10 @@ def main(argv=None) -> int:
         print(f"[{exercise.key}] {exercise.title_ja} / {exercise.title_en}")
         print(f"  before: {reference_command(exercise)}\n  after:  {exercise.command()}")
         if args.keys:
-            result = verdict(exercise, args.run, args.reference)
+            try:
+                result = verdict(exercise, args.run, args.reference)
+            except (OSError, ValueError) as err:  # a damaged or unreadable metrics.json
+                parser.error(f"{exercise.key}: cannot read a metrics.json ({err})")
             print("  " + ("(not run yet: run the two commands above)" if result is None
                           else str(result).replace("\n", "\n  ")))
     return 0
