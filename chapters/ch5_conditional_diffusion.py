@@ -34,7 +34,7 @@ import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up
 
 import numpy as np
 
-from chapters.ch5_ddpm import SHAPE, build_diffusion
+from chapters.ch5_ddpm import build_diffusion
 from common import figures
 from common.atomic import save_model
 from common.cli import (
@@ -46,6 +46,7 @@ from common.cli import (
     plural,
     run_main,
 )
+from common.data import check_square_side
 from common.diffusion.samplers import describe, sample
 from common.diffusion.trainer import (
     BATCH_SIZE,
@@ -75,7 +76,8 @@ def guided_samples(model, labels, guidance: float, seed: int, sampler: str = "dp
     predicted x_0 is clipped to [-1, 1] at every step (higher accuracy and lower FID; see
     docs/results.md)."""
     labels = np.asarray(labels, np.int32)
-    return to_unit_range(sample(model.ema_network, model.schedule, (len(labels), *SHAPE),
+    shape = tuple(model.ema_network.inputs[0].shape[1:])  # 28x28x1, or 32x32x3 in colour
+    return to_unit_range(sample(model.ema_network, model.schedule, (len(labels), *shape),
                                 sampler=sampler, sampling_steps=steps, labels=labels,
                                 guidance=guidance, null_class=model.num_classes, seed=seed,
                                 clip=True))
@@ -104,15 +106,17 @@ def main(argv=None) -> int:
                                       denoiser=args.denoiser).network)
         return 0
 
-    with start(args, images=IMAGES, image_shape=(28, 28, 1)) as run:
-        # The data: images with their labels.
+    with start(args, images=IMAGES) as run:
+        # The data: images with their labels (on --dataset emoji, the emoji's nine groups).
         data, k = run.data, run.data.num_classes
+        check_square_side(data, multiple=4)
         check_class_index(parser, "--show-class", args.show_class, k)
         figures.data_grid(data, run.out / "data.png")
 
         # Chapter 5's U-Net with a class embedding added to the step's, and its trainer.
         model = build_diffusion(args.channels, k, seed=run.seed, name="cfg_diffusion",
-                                attention=args.attention, denoiser=args.denoiser)
+                                attention=args.attention, denoiser=args.denoiser,
+                                shape=data.image_shape)
         print_summary(model.network)
 
         # Training: Algorithm 1 of chapter 5, the label replaced by "no label" 10% of the time.

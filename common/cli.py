@@ -95,7 +95,7 @@ def make_parser(chapter: str, description: str, *, epochs: int | None,
                             help=f"{learning_rate_help} (default {learning_rate:g})")
     if dataset is not None:
         parser.add_argument("--dataset", default=dataset,
-                            help="auto, mnist, fashion_mnist, mnist5k or tfds:NAME "
+                            help="auto, mnist, fashion_mnist, mnist5k, emoji or tfds:NAME "
                                  f"(default {dataset})")
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="random seed (default 0)")

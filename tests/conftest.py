@@ -30,6 +30,26 @@ def run_script(*args, timeout=300):
                           text=True, timeout=timeout, env=env)
 
 
+def run_in_process(capsys, chapter: str, *args):
+    """Run a chapter's command line inside this test process, as `python chapters/<chapter>.py
+    ARGS` would (one error line and exit 2 for a user error), without starting Python and
+    TensorFlow again (about 15 s). For what needs a fresh process (imports, signals,
+    devices), use run_script. Returns the exit status, stdout and stderr as run_script's do."""
+    import importlib
+    import types
+
+    from common.cli import run_main
+
+    main = importlib.import_module(f"chapters.{chapter}").main
+    capsys.readouterr()
+    try:
+        code = run_main(main, [str(a) for a in args], prog=f"{chapter}.py")
+    except SystemExit as stop:  # argparse's flag errors
+        code = stop.code
+    captured = capsys.readouterr()
+    return types.SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
+
+
 class NotebookRun:
     """What a notebook showed when it ran: its printed text, how many images it showed."""
 
@@ -45,10 +65,13 @@ class NotebookRun:
         self.text = "\n".join(texts)
 
 
-def share_judge(root) -> None:
-    """Put the quick runs' judge (mnist5k, its first 512 images) into `root`/_classifiers, where
-    a chapter writing into `root`/<name> finds it cached: it is trained once per test session,
-    not once per quick run (about 25 s each). The chapter still checks its checksum."""
+QUICK_JUDGES = {"mnist5k": "mnist5k_28x28x1_512", "emoji": "emoji_32x32x3_512"}
+
+
+def share_judge(root, dataset: str = "mnist5k") -> None:
+    """Put the quick runs' judge of `dataset` (its first 512 images) into `root`/_classifiers,
+    where a chapter writing into `root`/<name> finds it cached: it is trained once per test
+    session, not once per quick run (about 25 s each). The chapter still checks its checksum."""
     from common.eval.classifier import FeatureClassifier, judge_stem
 
     shared = Path(tempfile.gettempdir()) / ("pytest-judges-" + os.environ.get(
@@ -56,11 +79,11 @@ def share_judge(root) -> None:
     shared.mkdir(exist_ok=True)
     with open(shared / ".lock", "w") as lock:  # the other worker waits, then reuses it
         fcntl.flock(lock, fcntl.LOCK_EX)
-        stem = "mnist5k_28x28x1_512"
+        stem = QUICK_JUDGES[dataset]
         if not (shared / "_classifiers" / f"{stem}.json").exists():
             from common.cli import QUICK_LIMIT
             from common.data import load
-            data = load("mnist5k", limit=QUICK_LIMIT)
+            data = load(dataset, limit=QUICK_LIMIT)  # the emoji are drawn once, under the lock
             assert judge_stem(data) == stem
             FeatureClassifier.for_dataset(data, shared)
     target = Path(root) / "_classifiers"
@@ -70,10 +93,10 @@ def share_judge(root) -> None:
             shutil.copy(shared / "_classifiers" / f"{stem}{suffix}", target / f"{stem}{suffix}")
 
 
-def run_notebook(name: str, out, **parameters) -> NotebookRun:
+def run_notebook(name: str, out, dataset: str = "mnist5k", **parameters) -> NotebookRun:
     """Run notebooks/<name>.ipynb top to bottom as a learner would, as a --quick smoke test
-    into `out` (on mnist5k where the chapter takes --dataset), with `parameters` set after the
-    parameters cell's defaults. A cell that fails fails the test, naming the cell."""
+    into `out` (on `dataset` where the chapter takes --dataset), with `parameters` set after
+    the parameters cell's defaults. A cell that fails fails the test, naming the cell."""
     import nbformat
 
     from common import notebooks
@@ -82,7 +105,7 @@ def run_notebook(name: str, out, **parameters) -> NotebookRun:
     notebook = nbformat.read(notebooks.path_of(name), as_version=4)
     values = {"OUT": str(out), "QUICK": True}
     if BY_NAME[name].takes_dataset:
-        values["DATASET"] = "mnist5k"
-    share_judge(Path(out).parent)  # chapters (and ch5_samplers' RUN beside OUT) judge there
+        values["DATASET"] = dataset
+    share_judge(Path(out).parent, dataset)  # chapters (and ch5_samplers' RUN) judge there
     notebooks.execute(notebook, {**values, **parameters}, timeout=900)
     return NotebookRun(notebook)

@@ -8,7 +8,7 @@ from chapters import ch1_classifiers as ch1
 from chapters import ch1_edge_filters as edges
 from common.pipeline import batches
 from common.strokes import make_strokes
-from tests.conftest import run_notebook, run_script
+from tests.conftest import run_in_process, run_notebook
 
 
 def test_parameter_counts_match_the_material():
@@ -68,7 +68,7 @@ def test_quick_notebook_writes_figures_and_metrics(script, figures, tmp_path):
     assert not list(tmp_path.glob(".*partial*"))  # nothing left half-written
 
 
-def test_summary_prints_the_models_and_exits():
-    result = run_script("chapters/ch1_edge_filters.py", "--summary")
+def test_summary_prints_the_models_and_exits(capsys):
+    result = run_in_process(capsys, "ch1_edge_filters", "--summary")
     assert result.returncode == 0
     assert "conv_filter" in result.stdout and "52" in result.stdout

@@ -7,7 +7,7 @@ import pytest
 from chapters import ch2_dense_autoencoder as dense
 from chapters import ch2_vae as ch2
 from common.latent import latent_report, normal_grid
-from tests.conftest import run_notebook, run_script
+from tests.conftest import run_in_process, run_notebook, run_script
 
 
 def test_parameter_counts_match_the_material():
@@ -139,24 +139,24 @@ def test_quick_notebook_writes_figures_and_metrics(script, figures, tmp_path):
         assert len(metrics["judge"]["checksum"]) == 16
 
 
-def test_bad_kl_weight_is_one_line():
-    result = run_script("chapters/ch2_vae.py", "--kl-weight", "-1")
+def test_bad_kl_weight_is_one_line(capsys):
+    result = run_in_process(capsys, "ch2_vae", "--kl-weight", "-1")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "ch2_vae.py: error: argument --kl-weight: must be a finite number >= 0, got -1"]
 
 
-def test_a_diverging_run_ends_in_one_line_and_writes_nothing(tmp_path):
-    result = run_script("chapters/ch2_vae.py", "--quick", "--dataset", "mnist5k",
-                        "--learning-rate", "1e12", "--out", tmp_path)
+def test_a_diverging_run_ends_in_one_line_and_writes_nothing(tmp_path, capsys):
+    result = run_in_process(capsys, "ch2_vae", "--quick", "--dataset", "mnist5k",
+                            "--learning-rate", "1e12", "--out", tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("ch2_vae.py: error: cnn_autoencoder: the loss became nan at epoch 1")
     assert not (tmp_path / "metrics.json").exists() and not list(tmp_path.glob("*.png"))
 
 
-def test_summary_shows_the_books_models_and_writes_nothing(tmp_path):
-    result = run_script("chapters/ch2_vae.py", "--summary", "--out", tmp_path / "never")
+def test_summary_shows_the_books_models_and_writes_nothing(tmp_path, capsys):
+    result = run_in_process(capsys, "ch2_vae", "--summary", "--out", tmp_path / "never")
     assert result.returncode == 0
     for text in ("embedding_space", "mean_and_log_var", "reparameterize",
                  "prediction_with_mean_log_var", "100,868", "98,689", "96,770"):

@@ -8,7 +8,7 @@ import pytest
 
 from chapters import ch3_cvae, ch3_vae, ch3_vqvae
 from chapters import ch3_hierarchical_vae as hier
-from tests.conftest import run_notebook, run_script
+from tests.conftest import run_in_process, run_notebook
 
 
 def quick(script, out, **parameters):
@@ -134,9 +134,9 @@ def test_models_are_the_sizes_the_docstrings_say():
     ("ch3_vqvae", ["--codes", "1"], "--codes"),
     ("ch3_hierarchical_vae", ["--kl-anneal", "x"], "--kl-anneal"),
 ])
-def test_bad_flags_are_one_line_errors(tmp_path, script, args, message):
-    result = run_script(f"chapters/{script}.py", "--quick", "--dataset", "mnist5k",
-                        "--out", tmp_path / "o", *args)
+def test_bad_flags_are_one_line_errors(tmp_path, capsys, script, args, message):
+    result = run_in_process(capsys, script, "--quick", "--dataset", "mnist5k",
+                            "--out", tmp_path / "o", *args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]

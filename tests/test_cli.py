@@ -2,7 +2,7 @@ import pytest
 
 from common.cli import make_parser, parse, run_main
 from common.errors import DataError, TrainingDiverged
-from tests.conftest import run_script
+from tests.conftest import run_in_process, run_script
 
 
 def parse_args(*argv, **defaults):
@@ -74,18 +74,18 @@ def test_script_reports_bad_flag_without_traceback():
         "ch1_classifiers.py: error: argument --epochs: must be at least 1, got -3"]
 
 
-def test_script_reports_missing_dataset_in_one_line(tmp_path):
-    result = run_script("chapters/ch1_edge_filters.py", "--dataset", "tfds:no_such_set_xyz",
-                        "--out", tmp_path)
+def test_script_reports_missing_dataset_in_one_line(tmp_path, capsys):
+    result = run_in_process(capsys, "ch1_edge_filters", "--dataset", "tfds:no_such_set_xyz",
+                            "--out", tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(
         "ch1_edge_filters.py: error: tensorflow-datasets has no")
     assert not (tmp_path / "metrics.json").exists()
 
 
-def test_a_batch_larger_than_the_data_is_one_line(tmp_path):
-    result = run_script("chapters/ch2_dense_autoencoder.py", "--dataset", "mnist5k",
-                        "--batch-size", "5000", "--epochs", "1", "--out", tmp_path)
+def test_a_batch_larger_than_the_data_is_one_line(tmp_path, capsys):
+    result = run_in_process(capsys, "ch2_dense_autoencoder", "--dataset", "mnist5k",
+                            "--batch-size", "5000", "--epochs", "1", "--out", tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         "ch2_dense_autoencoder.py: error: --batch-size 5000 is larger than the 4,000 training "

@@ -1,7 +1,8 @@
 """Colour data and mixed precision (issue: outgrowing the laptop): the chapters a learner
-scales first run on 32x32x3 images (tfds:cifar10, mocked by tfds.testing.mock_data, so
-nothing is downloaded) under --precision mixed_bfloat16: the models build for 3 channels,
-the figures are in colour, metrics.json names the data and the precision."""
+scales first run on 32x32x3 images (the emoji, drawn offline from Debian's Noto Color Emoji)
+under --precision mixed_bfloat16: the models build for 3 channels, the figures are in colour,
+metrics.json names the data and the precision. tfds:NAME is checked with
+tfds.testing.mock_data in tests/test_data.py."""
 
 import importlib
 import json
@@ -11,25 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, run_script
+from common.emoji_images import FONT
+from tests.conftest import run_in_process, run_script, share_judge
 
-# A chapter's main() inside tfds.testing.mock_data: random images with cifar10's shapes.
-UNDER_MOCK_TFDS = f"""
-import importlib, sys
-sys.path.insert(0, {str(ROOT)!r})
-import tensorflow_datasets as tfds
-from common import data
-from common.cli import run_main
-data._can_download = lambda *args, **kwargs: True  # mock_data fetches nothing
-chapter, *argv = sys.argv[1:]
-main = importlib.import_module("chapters." + chapter).main
-with tfds.testing.mock_data(num_examples=256):
-    sys.exit(run_main(main, argv, prog=chapter + ".py"))
-"""
+needs_font = pytest.mark.skipif(not FONT.exists(), reason="needs fonts-noto-color-emoji")
 
 # chapter -> (a figure with the colour data's images, a saved model, its image output). One
 # whole run (the data path, the figures and metrics.json are shared by every chapter);
-# ch3_vae's, ch4_dcgan's and ch5_ddpm's models are checked in colour in-process below.
+# ch3_vae's, ch4_dcgan's and ch5_ddpm's models are checked in colour in-process below,
+# ch4_pix2pix's notebook colourises emoji (tests/test_gans.py).
 CHAPTERS = {
     "ch2_vae": ("reconstructions.png", "vae_decoder.keras", (3072,)),
 }
@@ -41,14 +32,16 @@ def colourfulness(path) -> float:
     return float(np.mean(np.abs(rgb[..., 0] - rgb[..., 1]) + np.abs(rgb[..., 1] - rgb[..., 2])))
 
 
+@needs_font
 @pytest.mark.parametrize("chapter", sorted(CHAPTERS))
 def test_chapter_on_colour_data_in_mixed_bfloat16(chapter, tmp_path):
     out = tmp_path / chapter
-    result = run_script("-c", UNDER_MOCK_TFDS, chapter, "--quick", "--dataset", "tfds:cifar10",
+    share_judge(tmp_path, "emoji")
+    result = run_script(f"chapters/{chapter}.py", "--quick", "--dataset", "emoji",
                         "--batch-size", "32", "--precision", "mixed_bfloat16", "--out", out)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((out / "metrics.json").read_text())
-    assert record["dataset"]["name"] == "tfds:cifar10"
+    assert record["dataset"]["name"] == "emoji"
     assert record["precision"] == "mixed_bfloat16"
     figure, saved, shape = CHAPTERS[chapter]
     assert colourfulness(out / figure) > 0.01  # drawn in colour, not on a grey colour map
@@ -57,16 +50,18 @@ def test_chapter_on_colour_data_in_mixed_bfloat16(chapter, tmp_path):
     assert tuple(model.output_shape[1:]) == shape  # built for 3 channels
 
 
+@needs_font
 def test_conv_models_train_on_colour_images_in_mixed_bfloat16(tmp_path):
     """ch3_vae's convolutional VAE, ch4_dcgan's GAN and ch5_ddpm's U-Net, built for 32x32x3
-    under the bfloat16 policy: one training step gives finite losses, the outputs have 3
-    channels, and the saved models load in safe mode."""
+    under the bfloat16 policy: one training step on eight emoji gives finite losses, the
+    outputs have 3 channels, and the saved models load in safe mode."""
     from chapters.ch3_vae import Spec, build
     from chapters.ch4_dcgan import build_dcgan
     from chapters.ch5_ddpm import build_diffusion
+    from common.data import load
+    x = load("emoji", limit=8).x_train
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        x = np.random.default_rng(0).uniform(size=(8, 32, 32, 3)).astype("float32")
         gan = build_dcgan(seed=0, image_shape=(32, 32, 3))
         gan.compile(d_optimizer=keras.optimizers.Adam(2e-4),
                     g_optimizer=keras.optimizers.Adam(2e-4))
@@ -132,9 +127,10 @@ def test_gan_step_under_mixed_precision(precision):
     assert scaled == (precision == "mixed_float16")
 
 
-def test_a_grey_only_chapter_refuses_colour_data_in_one_line(tmp_path):
-    result = run_script("-c", UNDER_MOCK_TFDS, "ch4_cgan", "--quick", "--dataset",
-                        "tfds:cifar10", "--out", tmp_path / "o")
+@needs_font
+def test_a_grey_only_chapter_refuses_colour_data_in_one_line(tmp_path, capsys):
+    result = run_in_process(capsys, "ch4_cgan", "--quick", "--dataset", "emoji",
+                            "--out", tmp_path / "o")
     assert result.returncode == 2, result.stderr[-2000:]
     assert "32x32x3" in result.stderr and "28x28x1" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -16,7 +16,7 @@ from common.diffusion.schedule import (
     predicting_v,
     timestep_embedding,
 )
-from tests.conftest import run_notebook, run_script
+from tests.conftest import run_in_process, run_notebook
 
 
 def test_closed_form_matches_iterating_the_one_step_noising():
@@ -128,13 +128,15 @@ def test_logit_normal_steps_favour_the_middle_of_the_chain():
         tiny(timesteps="beta")
 
 
-def test_training_lowers_the_noise_prediction_loss_on_a_repeated_batch():
+def test_training_lowers_the_noise_prediction_loss_and_the_ema_follows_at_its_decay():
     keras.utils.set_random_seed(0)
-    model = tiny()
+    model = tiny(ema_decay=0.0)  # decay 0: the EMA copy is the latest weights
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     x = np.tile(np.linspace(-1, 1, 28 * 28, dtype="float32").reshape(1, 28, 28, 1), (32, 1, 1, 1))
     losses = model.fit(x, batch_size=32, epochs=60, verbose=0).history["loss"]
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
+    for a, b in zip(model.ema_network.get_weights(), model.network.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_ema_decay_warms_up_so_the_initial_weights_fade_fast():
@@ -145,14 +147,6 @@ def test_ema_decay_warms_up_so_the_initial_weights_fade_fast():
     # after 1,900 steps the random start weighs < 1e-3, not the 0.999^1900 = 15% of a fixed decay
     weight = np.prod([float(ema_decay_now(0.999, float(n))) for n in range(1900)])
     assert weight < 1e-3 < 0.999 ** 1900
-
-
-def test_ema_follows_the_weights_at_its_decay():
-    model = tiny(ema_decay=0.0)  # decay 0: the EMA copy is the latest weights
-    model.compile(optimizer="adam")
-    model.fit(np.zeros((8, 28, 28, 1), "float32"), batch_size=8, epochs=1, verbose=0)
-    for a, b in zip(model.ema_network.get_weights(), model.network.get_weights()):
-        np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_guidance_zero_is_the_unconditional_prediction():
@@ -288,20 +282,27 @@ def test_clipping_keeps_the_predicted_image_in_range_only_when_asked():
 ])  # the DiT end to end: test_latent_diffusion's quick run with --denoiser dit
 def test_quick_runs(tmp_path, script, model, expected):
     out = tmp_path / script
-    ran = run_notebook(script, out, CHANNELS=16)  # the chapter's notebook, cell by cell
+    if script == "ch5_ddpm":  # the chapter's notebook, cell by cell
+        ran = run_notebook(script, out, CHANNELS=16)
+    else:  # in colour: the emoji, their nine groups as the classes
+        ran = run_notebook(script, out, dataset="emoji", CHANNELS=16, FID_SAMPLES=40)
     assert "Total params" in ran.text and ran.images >= len(expected)
     metrics = json.loads((out / "metrics.json").read_text())
+    if script == "ch5_conditional_diffusion":
+        assert metrics["dataset"]["name"] == "emoji"
+        assert len(metrics["dataset"]["provenance"]["checksum"]) == 16
     assert metrics["models"][model]["train_images_per_s"] > 0
     for name in expected:
         assert (out / name).exists(), name
     network = keras.saving.load_model(out / "unet_ema.keras", safe_mode=True)
     assert network.name == "unet_ema"
+    assert network.output_shape[-1] == (1 if script == "ch5_ddpm" else 3)
     if script == "ch5_ddpm":  # its recipe's changes to the lecture's loss are recorded and saved
         assert metrics["models"][model]["prediction"] == "v"
         assert metrics["models"][model]["timesteps"] == "logit_normal"
         assert network.layers[-1].name == "noise_from_v"
 
 
-def test_channels_must_suit_group_norm(tmp_path):
-    result = run_script("chapters/ch5_ddpm.py", "--quick", "--channels", "12", "--out", tmp_path)
+def test_channels_must_suit_group_norm(tmp_path, capsys):
+    result = run_in_process(capsys, "ch5_ddpm", "--quick", "--channels", "12", "--out", tmp_path)
     assert result.returncode == 2 and "multiple of 8" in result.stderr

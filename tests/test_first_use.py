@@ -19,7 +19,7 @@ from common import data as data_module
 from common.atomic import save_model
 from common.pipeline import batches
 from common.training import fit
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, run_in_process
 
 
 class Interrupt(keras.callbacks.Callback):
@@ -90,10 +90,10 @@ def test_a_data_error_is_one_named_line_and_leaves_no_folder(tmp_path):
     assert not out.exists() and not out.parent.exists()
 
 
-def test_a_file_as_out_is_named_as_such(tmp_path):
+def test_a_file_as_out_is_named_as_such(tmp_path, capsys):
     target = tmp_path / "a_file"
     target.write_text("x")
-    result = run_script("chapters/ch2_vae.py", "--out", target)
+    result = run_in_process(capsys, "ch2_vae", "--out", target)
     assert result.returncode == 2
     assert result.stderr.strip() == f"ch2_vae.py: error: --out {target}: {target} is a file, " \
                                     "not a folder"

@@ -22,7 +22,7 @@ from common.diffusion.samplers import even_steps, logsnr_steps
 from common.diffusion.schedule import Schedule
 from common.errors import UserError
 from common.training import cosine_adam
-from tests.conftest import run_notebook, run_script
+from tests.conftest import run_in_process, run_notebook
 
 DIGITS = tuple(str(d) for d in range(10))
 
@@ -113,7 +113,7 @@ def test_a_walk_can_start_part_way_down_the_schedule():
     assert steps[0] == 300 and steps[-1] == 1 and steps == sorted(steps, reverse=True)
 
 
-def test_quick_run_saves_loadable_models_and_answers_prompts(tmp_path):
+def test_quick_run_saves_loadable_models_and_answers_prompts(tmp_path, capsys):
     out = tmp_path / "ch5_latent_diffusion"
     ran = run_notebook("ch5_latent_diffusion", out, FID_SAMPLES=40)  # cell by cell
     assert "mnist5k" in ran.text and "Total params" in ran.text  # says which data it used
@@ -130,23 +130,22 @@ def test_quick_run_saves_loadable_models_and_answers_prompts(tmp_path):
     for name in ("encoder.keras", "decoder.keras", "denoiser_ema.keras"):
         keras.saving.load_model(out / name, safe_mode=True)  # a plain Keras load, no code run
 
-    again = run_script("chapters/ch5_latent_diffusion.py", "--quick", "--dataset", "mnist5k",
-                       "--out", out, "--prompt", "seven", "--prompt", " 3 ", timeout=300)
+    again = run_in_process(capsys, "ch5_latent_diffusion", "--quick", "--dataset", "mnist5k",
+                           "--out", out, "--prompt", "seven", "--prompt", " 3 ")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "using the models trained earlier" in again.stdout
     assert (out / "prompt_seven.png").exists() and (out / "prompt_3.png").exists()
 
-    bad = run_script("chapters/ch5_latent_diffusion.py", "--quick", "--dataset", "mnist5k",
-                     "--out", out, "--prompt", "ankle boot", "--prompt", "x" * 100_000,
-                     timeout=300)
+    bad = run_in_process(capsys, "ch5_latent_diffusion", "--quick", "--dataset", "mnist5k",
+                         "--out", out, "--prompt", "ankle boot", "--prompt", "x" * 100_000)
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown prompt 'ankle boot'" in lines[0] and "'7'" in lines[0]
-    check_damaged_folders(out, tmp_path)
-    check_the_other_denoiser_is_refused(out)
+    check_damaged_folders(out, tmp_path, capsys)
+    check_the_other_denoiser_is_refused(out, capsys)
 
 
-def check_the_other_denoiser_is_refused(out):
+def check_the_other_denoiser_is_refused(out, capsys):
     """--prompt reuses saved models only when they are of the denoiser asked for; asked for
     the other, it says what is there and overwrites nothing."""
     from chapters.ch5_latent_diffusion import load_run
@@ -157,14 +156,14 @@ def check_the_other_denoiser_is_refused(out):
     with pytest.raises(UserError, match="holds a latent-diffusion run with the unet denoiser"):
         load_run(out, digits, "dit")
     before = (out / "metrics.json").read_bytes()
-    other = run_script("chapters/ch5_latent_diffusion.py", "--quick", "--dataset", "mnist5k",
-                       "--out", out, "--prompt", "seven", "--denoiser", "dit", timeout=300)
+    other = run_in_process(capsys, "ch5_latent_diffusion", "--quick", "--dataset", "mnist5k",
+                           "--out", out, "--prompt", "seven", "--denoiser", "dit")
     assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1
     assert "pass --denoiser unet to draw with it" in other.stderr
     assert (out / "metrics.json").read_bytes() == before
 
 
-def check_damaged_folders(out, tmp_path):
+def check_damaged_folders(out, tmp_path, capsys):
     """Every way a saved run can be damaged is one line that names the file, from the
     in-process reader, and from the command line once."""
     from chapters.ch5_latent_diffusion import load_run
@@ -190,9 +189,8 @@ def check_damaged_folders(out, tmp_path):
     (keys / "latent_diffusion.json").write_text(json.dumps({"dataset": "mnist5k"}))
     with pytest.raises(UserError, match="lacks 'image_shape'"):
         load_run(keys, digits)
-    result = run_script("chapters/ch5_latent_diffusion.py", "--quick", "--dataset", "mnist5k",
-                        "--out", tmp_path / "damaged_decoder.keras", "--prompt", "seven",
-                        timeout=300)
+    result = run_in_process(capsys, "ch5_latent_diffusion", "--quick", "--dataset", "mnist5k",
+                            "--out", tmp_path / "damaged_decoder.keras", "--prompt", "seven")
     assert result.returncode == 2, result.stderr[-1500:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "decoder.keras is not a loadable Keras model" in lines[0]

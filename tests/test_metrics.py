@@ -21,7 +21,6 @@ from common.eval.metrics import (
     frechet_distance,
     gaussian_stats,
 )
-from tests.conftest import run_script
 
 
 def test_frechet_distance_one_dimensional_closed_form():
@@ -232,9 +231,11 @@ def test_the_shipped_judges_are_the_documented_instruments(tmp_path, name, expec
         judge.info["robustness"]["clean"], abs=1e-4)
 
 
-def test_shipping_an_unknown_dataset_is_one_error_line():
-    result = run_script("-m", "common.eval.classifier", "--ship", "nope", timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "python -m common.eval.classifier: error: unknown dataset 'nope'; choose one of auto, "
-        "mnist, fashion_mnist, mnist5k or tfds:NAME"]
+def test_shipping_an_unknown_dataset_is_one_error_line(capsys):
+    from common.cli import run_main
+    from common.eval.classifier import main
+    prog = "python -m common.eval.classifier"
+    assert run_main(main, ["--ship", "nope"], prog=prog) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"{prog}: error: unknown dataset 'nope'; choose one of auto, "
+        "mnist, fashion_mnist, mnist5k, emoji or tfds:NAME"]

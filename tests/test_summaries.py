@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, run_in_process
 
 CHAPTERS = ["ch1_classifiers", "ch1_edge_filters", "ch2_dense_autoencoder", "ch2_vae",
             "ch3_vae", "ch3_cvae", "ch3_vqvae", "ch3_vq_transformer", "ch3_hierarchical_vae",
@@ -97,8 +97,8 @@ def test_a_redirected_summary_keeps_every_column(tmp_path):
     assert "up14[0][0]" in skip and "down14_out[0][0]" in skip
 
 
-def test_samplers_summary_without_a_run_shows_a_fresh_unet(tmp_path):
-    result = run_script("chapters/ch5_samplers.py", "--summary", "--run", tmp_path / "none")
+def test_samplers_summary_without_a_run_shows_a_fresh_unet(tmp_path, capsys):
+    result = run_in_process(capsys, "ch5_samplers", "--summary", "--run", tmp_path / "none")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "does not exist yet" in result.stdout
     (unet,) = check_whole(result.stdout)

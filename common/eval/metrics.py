@@ -147,3 +147,27 @@ class KidReference:
 
         estimate, se = jackknife(unbiased, np.arange(len(fake)), groups)
         return {"kid": estimate, "se": se, "ci95": interval(estimate, se)}
+
+
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB in [0, 1] -> CIE L*a*b* (D65 white), where a distance of about 2.3 is the
+    smallest colour difference people notice."""
+    rgb = np.asarray(rgb, np.float64)
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124, 0.2126, 0.0193], [0.3576, 0.7152, 0.1192],
+                             [0.1805, 0.0722, 0.9505]])
+    xyz = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]),
+                     200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def colour_error(outputs: np.ndarray, targets: np.ndarray) -> dict:
+    """The mean CIE76 colour difference (Delta E: the distance in Lab) between two sets of
+    RGB images in [0, 1], per pixel then per image, with a 95% normal interval over images."""
+    delta = np.linalg.norm(srgb_to_lab(np.clip(outputs, 0, 1)) - srgb_to_lab(targets), axis=-1)
+    per_image = delta.reshape(len(delta), -1).mean(axis=1)
+    half = 1.96 * per_image.std(ddof=1) / np.sqrt(len(per_image))
+    mean = float(per_image.mean())
+    return {"colour_error_delta_e": round(mean, 3),
+            "colour_error_ci95": [round(mean - half, 3), round(mean + half, 3)]}
