@@ -77,14 +77,19 @@ LUMA = np.array([0.299, 0.587, 0.114], "float32")  # ITU-R BT.601 weights of R, 
 SOBEL_X = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], "float32")
 
 
-def sobel_edges(x: np.ndarray) -> np.ndarray:
-    """Per image, the Sobel gradient magnitude scaled to [0, 1]. The 3x3 kernels act on each
-    image's rows and columns only (a (1, 3, 3) kernel), never across the batch. Colour
-    images are made grey first."""
+def sobel_magnitude(x: np.ndarray, mode: str) -> np.ndarray:
+    """Per image, the Sobel gradient magnitude of its grey version (colour images are made
+    grey first). The 3x3 kernels act on each image's rows and columns only (a (1, 3, 3)
+    kernel), never across the batch; `mode` is how the border is extended."""
     images = x @ LUMA if x.shape[-1] == 3 else x[..., 0]
-    gx = ndimage.correlate(images, SOBEL_X[None], mode="constant")
-    gy = ndimage.correlate(images, SOBEL_X.T[None], mode="constant")
-    magnitude = np.hypot(gx, gy)
+    gx = ndimage.correlate(images, SOBEL_X[None], mode=mode)
+    gy = ndimage.correlate(images, SOBEL_X.T[None], mode=mode)
+    return np.hypot(gx, gy)
+
+
+def sobel_edges(x: np.ndarray) -> np.ndarray:
+    """Per image, the Sobel gradient magnitude scaled to [0, 1] (zeros beyond the border)."""
+    magnitude = sobel_magnitude(x, "constant")
     peak = magnitude.max(axis=(1, 2), keepdims=True)
     return (magnitude / np.where(peak > 0, peak, 1.0))[..., None].astype("float32")
 
@@ -107,11 +112,9 @@ def occlude(x: np.ndarray, seed: int, bars: int = 3, width: int = 3) -> np.ndarr
 
 
 def line_art(x: np.ndarray) -> np.ndarray:
-    """Black lines on white, one channel: where the grey image's Sobel gradient is steep."""
-    grey = x @ LUMA if x.shape[-1] == 3 else x[..., 0]
-    gx = ndimage.correlate(grey, SOBEL_X[None], mode="nearest")
-    gy = ndimage.correlate(grey, SOBEL_X.T[None], mode="nearest")
-    return (np.hypot(gx, gy) <= LINE_THRESHOLD)[..., None].astype("float32")
+    """Black lines on white, one channel: where the grey image's Sobel gradient is steep. The
+    border repeats the edge pixels, so a white ground draws no frame."""
+    return (sobel_magnitude(x, "nearest") <= LINE_THRESHOLD)[..., None].astype("float32")
 
 
 def make_inputs(task: str, x: np.ndarray, seed: int) -> np.ndarray:
