@@ -269,14 +269,16 @@ def against_pixelcnn(pixelcnn, pixelcnn_epochs, unconditional, train_codes, test
         np.eye(num_codes, dtype="float32")[test_codes], test_codes, batch_size=512, verbose=0))
     flat_train = train_codes.reshape(-1, positions)
     images = pixelcnn_epochs * len(flat_train)
+    steps = 20 if run.quick else 150  # a smoke test times the plumbing, not the machine
     speeds = {"pixelcnn": images_per_second(
                   pixelcnn, one_hot_sequences(train_codes, num_codes, batch_size=128,
-                                              seed=run.seed).repeat(), 128),
+                                              seed=run.seed).repeat(), 128, steps),
               "transformer": images_per_second(
                   unconditional, next_code_batches(flat_train, np.full(len(flat_train),
                                                                        num_codes),
                                                    batch_size=run.batch_size,
-                                                   seed=run.seed).repeat(), run.batch_size)}
+                                                   seed=run.seed).repeat(), run.batch_size,
+                  steps)}
     seconds = (images / speeds["pixelcnn"], record["train_images"] / speeds["transformer"])
     print(f"PixelCNN: test NLL {nll:.2f} nats per image. Training speed timed "
           f"side by side now: PixelCNN {speeds['pixelcnn']:,.0f} images/s, Transformer "
@@ -316,7 +318,8 @@ def draw_and_score(vqvae, pixelcnn, unconditional, conditional, judge, data, sco
         return decode(vqvae, codes.reshape(-1, *GRID))
 
     print("class-conditional Transformer:")
-    drawn["by_guidance"] = guidance_sweep(class_images, judge, data, scales=GUIDANCE_SCALES,
+    drawn["by_guidance"] = guidance_sweep(class_images, judge, data,
+                                          scales=() if quick else GUIDANCE_SCALES,
                                           chosen=guidance,
                                           per_class=max(1, scored // data.num_classes))
     drawn["class_labels"] = np.repeat(np.arange(data.num_classes), 10)

@@ -277,8 +277,9 @@ def _load(name, limit, pad_to, flatten, image_shape):
         shape = "x".join(map(str, data.image_shape))
         raise DataError(f"{data.name} has images of {shape}, and this chapter's models are "
                         f"built for {'x'.join(map(str, image_shape))} grey images; ch2_vae, "
-                        "ch3_vae, ch4_dcgan, ch4_pix2pix, ch5_ddpm and "
-                        "ch5_conditional_diffusion take 32x32 colour data")
+                        "ch3_vae, ch4_dcgan, ch4_pix2pix, ch5_ddpm, "
+                        "ch5_conditional_diffusion and ch5_latent_diffusion take 32x32 "
+                        "colour data")
     return data
 
 

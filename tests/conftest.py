@@ -9,11 +9,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from common.emoji_images import FONT  # noqa: E402  (after the path is set)
+
+needs_font = pytest.mark.skipif(not FONT.exists(), reason="needs fonts-noto-color-emoji")
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +68,14 @@ class NotebookRun:
                 texts.append("".join(data.get("text/plain", "")))
                 self.images += "image/png" in data
         self.text = "\n".join(texts)
+
+
+def colourfulness(path) -> float:
+    """Mean |R - G| + |G - B| over a PNG's pixels: 0 for a grey image."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255
+    return float(np.mean(np.abs(rgb[..., 0] - rgb[..., 1]) + np.abs(rgb[..., 1] - rgb[..., 2])))
 
 
 QUICK_JUDGES = {"mnist5k": "mnist5k_28x28x1_512", "emoji": "emoji_32x32x3_512"}

@@ -7,7 +7,7 @@ import pytest
 from chapters import ch2_dense_autoencoder as dense
 from chapters import ch2_vae as ch2
 from common.latent import latent_report, normal_grid
-from tests.conftest import run_in_process, run_notebook, run_script
+from tests.conftest import colourfulness, needs_font, run_in_process, run_notebook, run_script
 
 
 def test_parameter_counts_match_the_material():
@@ -79,11 +79,14 @@ model = keras.saving.load_model(sys.argv[1], safe_mode=True)
 x = np.load(sys.argv[2])
 encoder = model.get_layer('vae_encoder')
 np.save(sys.argv[3], encoder.predict(x, verbose=0))
+print(sorted(m for m in sys.modules if m.startswith("chapters.")))  # only its chapter
 print(model.loss.kl_weight)
 """
 
 
 def test_vae_round_trips_through_a_keras_file_in_a_new_process(tmp_path):
+    """Loaded in safe mode by a fresh Python that imports only its chapter (the other
+    chapters' saved models: tests/test_first_use.py)."""
     from common.atomic import save_model
     vae = ch2.build_vae()
     ch2.compile_vae(vae, kl_weight=0.7)
@@ -95,7 +98,8 @@ def test_vae_round_trips_through_a_keras_file_in_a_new_process(tmp_path):
     result = run_script(script, tmp_path / "vae.keras", tmp_path / "x.npy",
                         tmp_path / "stats.npy")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == "0.7"
+    *_, imported, kl_weight = result.stdout.strip().splitlines()
+    assert kl_weight == "0.7" and imported == "['chapters.ch2_vae']"
     np.testing.assert_allclose(np.load(tmp_path / "stats.npy"),
                                vae.get_layer("vae_encoder").predict(x, verbose=0), atol=1e-6)
 
@@ -118,25 +122,38 @@ def test_latent_helpers():
 
 
 @pytest.mark.parametrize("script, figures", [
-    ("ch2_vae", ["latent_scatter.png", "ae_latent_grid.png", "vae_latent_grid.png",
-                 "vae_latent_path.png", "reconstructions.png", "loss_curves.png",
-                 "vae_samples.png", "vae.keras", "cnn_autoencoder.keras", "latents.npz"]),
+    pytest.param("ch2_vae", ["latent_scatter.png", "ae_latent_grid.png", "vae_latent_grid.png",
+                             "vae_latent_path.png", "reconstructions.png", "loss_curves.png",
+                             "vae_samples.png", "vae.keras", "cnn_autoencoder.keras",
+                             "latents.npz"], marks=needs_font),
     ("ch2_dense_autoencoder", ["reconstructions.png", "unfamiliar_inputs.png",
                                "decoder_from_codes.png", "dense_autoencoder.keras"]),
 ])
 def test_quick_notebook_writes_figures_and_metrics(script, figures, tmp_path):
-    ran = run_notebook(script, tmp_path)  # the chapter's notebook, cell by cell
+    """ch2_vae runs as a learner scales it first: colour emoji (32x32x3) under mixed
+    bfloat16 (common.precision); the dense autoencoder on grey digits."""
+    if script == "ch2_vae":
+        dataset = "emoji"
+        ran = run_notebook(script, tmp_path, dataset=dataset, BATCH_SIZE=32,
+                           PRECISION="mixed_bfloat16")
+    else:
+        dataset = "mnist5k"
+        ran = run_notebook(script, tmp_path)  # the chapter's notebook, cell by cell
     assert f"are in {tmp_path}" in ran.text and "Total params" in ran.text
     assert ran.images >= 4  # the data, the figures, under the cells that made them
     for name in figures:
         assert (tmp_path / name).stat().st_size > 1000, name
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["dataset"]["name"] == "mnist5k" and metrics["epochs"] == 1
+    assert metrics["dataset"]["name"] == dataset and metrics["epochs"] == 1
     for model in metrics["models"].values():
         assert np.isfinite(model["test_mse"]) and model["params"] > 0
     if script == "ch2_vae":  # the VAE's samples are judged, and the judge is named
         assert metrics["models"]["vae"]["classifier_fid"] > metrics["models"]["vae"]["fid_floor"]
         assert len(metrics["judge"]["checksum"]) == 16
+        assert metrics["precision"] == "mixed_bfloat16"
+        assert colourfulness(tmp_path / "reconstructions.png") > 0.01  # colour, not a grey map
+        decoder = keras.saving.load_model(tmp_path / "vae_decoder.keras", safe_mode=True)
+        assert tuple(decoder.output_shape[1:]) == (3072,)  # built for 3 channels
 
 
 def test_bad_kl_weight_is_one_line(capsys):

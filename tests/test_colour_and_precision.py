@@ -5,49 +5,15 @@ metrics.json names the data and the precision. tfds:NAME is checked with
 tfds.testing.mock_data in tests/test_data.py."""
 
 import importlib
-import json
 
 import keras
 import numpy as np
 import pytest
-from PIL import Image
 
-from common.emoji_images import FONT
-from tests.conftest import run_in_process, run_script, share_judge
+from tests.conftest import colourfulness, needs_font, run_in_process
 
-needs_font = pytest.mark.skipif(not FONT.exists(), reason="needs fonts-noto-color-emoji")
-
-# chapter -> (a figure with the colour data's images, a saved model, its image output). One
-# whole run (the data path, the figures and metrics.json are shared by every chapter);
-# ch3_vae's, ch4_dcgan's and ch5_ddpm's models are checked in colour in-process below,
-# ch4_pix2pix's notebook colourises emoji (tests/test_gans.py).
-CHAPTERS = {
-    "ch2_vae": ("reconstructions.png", "vae_decoder.keras", (3072,)),
-}
-
-
-def colourfulness(path) -> float:
-    """Mean |R - G| + |G - B| over a PNG's pixels: 0 for a grey image."""
-    rgb = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255
-    return float(np.mean(np.abs(rgb[..., 0] - rgb[..., 1]) + np.abs(rgb[..., 1] - rgb[..., 2])))
-
-
-@needs_font
-@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
-def test_chapter_on_colour_data_in_mixed_bfloat16(chapter, tmp_path):
-    out = tmp_path / chapter
-    share_judge(tmp_path, "emoji")
-    result = run_script(f"chapters/{chapter}.py", "--quick", "--dataset", "emoji",
-                        "--batch-size", "32", "--precision", "mixed_bfloat16", "--out", out)
-    assert result.returncode == 0, result.stderr[-3000:]
-    record = json.loads((out / "metrics.json").read_text())
-    assert record["dataset"]["name"] == "emoji"
-    assert record["precision"] == "mixed_bfloat16"
-    figure, saved, shape = CHAPTERS[chapter]
-    assert colourfulness(out / figure) > 0.01  # drawn in colour, not on a grey colour map
-    importlib.import_module(f"chapters.{chapter}")  # registers the chapter's saved layers
-    model = keras.saving.load_model(out / saved, safe_mode=True)
-    assert tuple(model.output_shape[1:]) == shape  # built for 3 channels
+# A whole chapter on emoji under mixed_bfloat16: ch2_vae's notebook run (tests/test_ch2.py);
+# ch4_pix2pix's, ch4_dcgan's and ch5_conditional_diffusion's notebooks run on emoji too.
 
 
 @needs_font

@@ -154,8 +154,8 @@ def test_the_classifier_cache_explains_itself(tmp_path, digits):
     assert "judging classifiers" in (tmp_path / "_classifiers" / "README.txt").read_text()
 
 
-LOADERS = {  # chapter -> what builds and saves its models (those with custom objects)
-    "ch2_vae": lambda m, out: save_model(m.build_vae(), out / "vae.keras"),
+LOADERS = {  # chapter -> what builds and saves its models (those with custom objects; ch2_vae's
+    # VAE: tests/test_ch2.py, test_vae_round_trips_through_a_keras_file_in_a_new_process)
     "ch3_hierarchical_vae": lambda m, out: (
         save_model(m.build_two_level(0), out / "two_level.keras"),
         save_model(m.build_one_level(0), out / "one_level.keras")),

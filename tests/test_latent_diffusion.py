@@ -1,5 +1,5 @@
 """chapters/ch5_latent_diffusion.py: the autoencoder's codes, prompts, image-to-image, saved
-models, and the whole chapter in a --quick run (digits, as every test's data)."""
+models, and the whole chapter in a --quick run (on the colour emoji; the rest on digits)."""
 
 import json
 import shutil
@@ -20,9 +20,10 @@ from common.atomic import save_model
 from common.data import FASHION_NAMES
 from common.diffusion.samplers import even_steps, logsnr_steps
 from common.diffusion.schedule import Schedule
+from common.emoji_images import GROUPS as EMOJI_GROUPS
 from common.errors import UserError
 from common.training import cosine_adam
-from tests.conftest import run_in_process, run_notebook
+from tests.conftest import colourfulness, needs_font, run_in_process, run_notebook
 
 DIGITS = tuple(str(d) for d in range(10))
 
@@ -34,6 +35,8 @@ def test_prompts_forgive_case_spacing_and_spell_digits():
     assert parse_prompt("t shirt/top", FASHION_NAMES) == 0
     assert parse_prompt("7", DIGITS) == parse_prompt("Seven", DIGITS) == 7
     assert len(set(prompt_vocabulary(FASHION_NAMES).values())) == 10
+    assert parse_prompt("旗", EMOJI_GROUPS) == parse_prompt("Flags", EMOJI_GROUPS) == 8
+    assert parse_prompt("food & drink", EMOJI_GROUPS) == 3
     for bad in ("sock", "", "seven"):  # 'seven' is not a Fashion-MNIST class
         with pytest.raises(UserError, match="'Ankle boot'"):
             parse_prompt(bad, FASHION_NAMES)
@@ -113,15 +116,17 @@ def test_a_walk_can_start_part_way_down_the_schedule():
     assert steps[0] == 300 and steps[-1] == 1 and steps == sorted(steps, reverse=True)
 
 
+@needs_font
 def test_quick_run_saves_loadable_models_and_answers_prompts(tmp_path, capsys):
+    """In colour: 32x32 emoji through 8x8x8 codes, their nine groups as the prompts."""
     out = tmp_path / "ch5_latent_diffusion"
-    ran = run_notebook("ch5_latent_diffusion", out, FID_SAMPLES=40)  # cell by cell
-    assert "mnist5k" in ran.text and "Total params" in ran.text  # says which data it used
+    ran = run_notebook("ch5_latent_diffusion", out, dataset="emoji", FID_SAMPLES=40)
+    assert "emoji" in ran.text and "Total params" in ran.text  # says which data it used
     assert ran.images >= 6
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["dataset"]["name"] == "mnist5k"
+    assert metrics["dataset"]["name"] == "emoji"
     ae, ld = metrics["models"]["autoencoder"], metrics["models"]["latent_diffusion"]
-    assert ae["latent_shape"] == [7, 7, 2] and ae["scale_factor"] > 0
+    assert ae["latent_shape"] == [8, 8, 8] and ae["scale_factor"] > 0
     assert ld["conditional_accuracy_bar"] is None  # bars are set for the full datasets only
     assert set(ld["by_guidance"]) == {"0", "1", "2", "2.5", "3", "5"}
     for name in ("reconstructions.png", "latent_channels.png", "class_grid.png",
@@ -129,18 +134,20 @@ def test_quick_run_saves_loadable_models_and_answers_prompts(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     for name in ("encoder.keras", "decoder.keras", "denoiser_ema.keras"):
         keras.saving.load_model(out / name, safe_mode=True)  # a plain Keras load, no code run
+    assert colourfulness(out / "class_grid.png") > 0.01  # decoded in colour
 
-    again = run_in_process(capsys, "ch5_latent_diffusion", "--quick", "--dataset", "mnist5k",
-                           "--out", out, "--prompt", "seven", "--prompt", " 3 ")
+    again = run_in_process(capsys, "ch5_latent_diffusion", "--quick", "--dataset", "emoji",
+                           "--out", out, "--prompt", "flags", "--prompt", " 食べ物と飲み物 ")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "using the models trained earlier" in again.stdout
-    assert (out / "prompt_seven.png").exists() and (out / "prompt_3.png").exists()
+    assert (out / "prompt_flags.png").exists() and (out / "prompt_食べ物と飲み物.png").exists()
 
-    bad = run_in_process(capsys, "ch5_latent_diffusion", "--quick", "--dataset", "mnist5k",
+    bad = run_in_process(capsys, "ch5_latent_diffusion", "--quick", "--dataset", "emoji",
                          "--out", out, "--prompt", "ankle boot", "--prompt", "x" * 100_000)
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
-    assert len(lines) == 1 and "unknown prompt 'ankle boot'" in lines[0] and "'7'" in lines[0]
+    assert len(lines) == 1 and "unknown prompt 'ankle boot'" in lines[0]
+    assert "'Flags'" in lines[0]
     check_damaged_folders(out, tmp_path, capsys)
     check_the_other_denoiser_is_refused(out, capsys)
 
@@ -151,13 +158,13 @@ def check_the_other_denoiser_is_refused(out, capsys):
     from chapters.ch5_latent_diffusion import load_run
     from common.data import load
 
-    digits = load("mnist5k", limit=512)
-    assert load_run(out, digits, "unet") is not None
+    emoji = load("emoji", limit=512)
+    assert load_run(out, emoji, "unet") is not None
     with pytest.raises(UserError, match="holds a latent-diffusion run with the unet denoiser"):
-        load_run(out, digits, "dit")
+        load_run(out, emoji, "dit")
     before = (out / "metrics.json").read_bytes()
-    other = run_in_process(capsys, "ch5_latent_diffusion", "--quick", "--dataset", "mnist5k",
-                           "--out", out, "--prompt", "seven", "--denoiser", "dit")
+    other = run_in_process(capsys, "ch5_latent_diffusion", "--quick", "--dataset", "emoji",
+                           "--out", out, "--prompt", "flags", "--denoiser", "dit")
     assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1
     assert "pass --denoiser unet to draw with it" in other.stderr
     assert (out / "metrics.json").read_bytes() == before
@@ -169,7 +176,7 @@ def check_damaged_folders(out, tmp_path, capsys):
     from chapters.ch5_latent_diffusion import load_run
     from common.data import load
 
-    digits = load("mnist5k", limit=512)
+    emoji = load("emoji", limit=512)
     damages = {
         "decoder.keras": lambda p: p.write_bytes(p.read_bytes()[:100_000]),
         "denoiser_ema.keras": lambda p: p.write_text("not a model"),
@@ -182,15 +189,15 @@ def check_damaged_folders(out, tmp_path, capsys):
         shutil.copytree(out, copy)
         damage(copy / name)
         with pytest.raises(UserError) as caught:
-            load_run(copy, digits)
+            load_run(copy, emoji)
         assert "\n" not in str(caught.value) and str(copy) in str(caught.value), name
     keys = tmp_path / "wrong_keys"
     shutil.copytree(out, keys)
-    (keys / "latent_diffusion.json").write_text(json.dumps({"dataset": "mnist5k"}))
+    (keys / "latent_diffusion.json").write_text(json.dumps({"dataset": "emoji"}))
     with pytest.raises(UserError, match="lacks 'image_shape'"):
-        load_run(keys, digits)
-    result = run_in_process(capsys, "ch5_latent_diffusion", "--quick", "--dataset", "mnist5k",
-                            "--out", tmp_path / "damaged_decoder.keras", "--prompt", "seven")
+        load_run(keys, emoji)
+    result = run_in_process(capsys, "ch5_latent_diffusion", "--quick", "--dataset", "emoji",
+                            "--out", tmp_path / "damaged_decoder.keras", "--prompt", "flags")
     assert result.returncode == 2, result.stderr[-1500:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "decoder.keras is not a loadable Keras model" in lines[0]

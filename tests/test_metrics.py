@@ -23,6 +23,21 @@ from common.eval.metrics import (
 )
 
 
+def test_guided_samples_are_scored_on_the_training_sets_class_mix():
+    """FID compares samples with the data as it is: a conditional generator is asked for its
+    classes in the training set's proportions (equal numbers where the classes are)."""
+    from types import SimpleNamespace
+
+    from common.eval.guidance import class_labels
+
+    balanced = SimpleNamespace(y_train=np.repeat(np.arange(10), 600), num_classes=10)
+    assert np.bincount(class_labels(balanced, 1000)).tolist() == [100] * 10
+    skewed = SimpleNamespace(y_train=np.repeat(np.arange(3), [600, 300, 3]), num_classes=3)
+    labels = class_labels(skewed, 90)
+    assert np.bincount(labels).tolist() == [59, 30, 1]  # the rare class still appears
+    assert len(labels) == 90 and np.all(np.diff(labels) >= 0)
+
+
 def test_frechet_distance_one_dimensional_closed_form():
     # For 1-D Gaussians: d^2 = (mu1 - mu2)^2 + (s1 - s2)^2.
     assert frechet_distance(1.0, 4.0, -2.0, 9.0) == pytest.approx(9.0 + 1.0)
