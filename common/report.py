@@ -27,7 +27,8 @@ TABLE_END = "<!-- run_all: end of table -->"
 # README's pictures, copied from real runs by --docs
 DOC_IMAGES = [("ch2_vae", "latent_scatter.png"), ("ch2_vae", "vae_latent_grid.png"),
               ("ch3_vqvae", "samples.png"), ("ch4_dcgan", "samples.png"),
-              ("emoji/ch4_pix2pix", "triplets.png")]  # a run of --dataset emoji
+              ("emoji/ch4_pix2pix", "triplets.png"),  # runs of --dataset emoji
+              ("emoji/ch2_vae", "vae_latent_grid.png")]
 
 # The numbers shown per model, in this order, when a model reports them (at most SHOWN).
 HEADLINES = [
