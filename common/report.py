@@ -229,7 +229,7 @@ def latent_against_pixels(records: dict) -> list[str]:
         m = record.get("models", {}).get(key, {})
         rows.append(f"| {name} | {m.get('guidance')} | {headline(m)} | "
                     f"{record.get('wall_time_s', 0) / 60:.1f} min | "
-                    f"{m.get('sample_100_seconds', '')} s | {record.get('date', '')} |")
+                    f"{m.get('sample_100_seconds') or '-'} s | {record.get('date', '')} |")
     ratio = latent.get("wall_time_s", 0) / max(pixel.get("wall_time_s", 1), 1e-9)
     return [f"## Latent against pixel space ({data_used(latent)})", "",
             "| chapter | w | samples | whole run | 100 samples | date |",

@@ -109,6 +109,19 @@ def test_image_to_image_keeps_the_input_at_0_and_ignores_it_at_1(digits):
     assert not np.allclose(half, image_to_image(model, autoencoder, other, labels, 0.5, **run))
 
 
+def test_the_grey_figures_draw_code_channels_beside_the_images(digits, tmp_path):
+    """The quick run draws them in colour (emoji); here the grey path, untrained."""
+    from chapters.ch5_latent_diffusion import autoencoder_figures, denoising_path_figure
+
+    autoencoder = build_autoencoder(digits.image_shape, seed=0)
+    model = build_latent_diffusion((7, 7, 2), 10, channels=16, seed=0)
+    autoencoder_figures(autoencoder, digits, tmp_path)
+    denoising_path_figure(model, autoencoder, 2.0, 0, {"sampler": "dpmpp", "steps": 4},
+                          tmp_path / "path.png")
+    for name in ("reconstructions.png", "latent_channels.png", "path.png"):
+        assert (tmp_path / name).stat().st_size > 1000, name
+
+
 def test_a_walk_can_start_part_way_down_the_schedule():
     schedule = Schedule(1000)
     assert even_steps(schedule, 3, start=500) == [500, 250, 1]
