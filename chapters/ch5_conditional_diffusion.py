@@ -34,7 +34,7 @@ import common.quiet_tensorflow  # noqa: F401  (first: hides TF's native start-up
 
 import numpy as np
 
-from chapters.ch5_ddpm import build_diffusion
+from chapters.ch5_ddpm import COLOUR_IMAGES, build_diffusion
 from common import figures
 from common.atomic import save_model
 from common.cli import (
@@ -57,13 +57,13 @@ from common.diffusion.trainer import (
 from common.eval.classifier import FeatureClassifier
 from common.eval.guidance import by_guidance, guidance_sweep
 from common.results import write_metrics
-from common.run import start
+from common.run import epochs_for, start
 from common.scaling import to_unit_range
 from common.summary import print_summary
 
 CHAPTER = "ch5_conditional_diffusion"
 # Default budget: 3 epochs of 60,000 images; at 2 the label was learnt too weakly (see
-# docs/results.md).
+# docs/results.md). Colour images get chapter 5's COLOUR_IMAGES (10 epochs of the emoji).
 IMAGES = 180_000
 SIDE_SHARE = 0.3  # the scales other than --guidance are scored on 30% as many samples
 SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
@@ -110,6 +110,8 @@ def main(argv=None) -> int:
         # The data: images with their labels (on --dataset emoji, the emoji's nine groups).
         data, k = run.data, run.data.num_classes
         check_square_side(data, multiple=4)
+        if data.image_shape[-1] == 3 and args.epochs is None and not run.quick:
+            run.epochs = epochs_for(None, len(data.x_train), images=COLOUR_IMAGES)  # 20 min
         check_class_index(parser, "--show-class", args.show_class, k)
         figures.data_grid(data, run.out / "data.png")
 

@@ -48,6 +48,7 @@ chapters/ch5_samplers.py compares the samplers on thousands of images from the s
 using the U-Net this script saves.
 
 Run:  python chapters/ch5_ddpm.py [--dataset fashion_mnist] [--epochs 6]
+      python chapters/ch5_ddpm.py --dataset emoji      (colour: 10 epochs unless told)
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ from common.distribute import draw, gradient_loss
 from common.eval.classifier import FeatureClassifier, describe_fid
 from common.flops import BACKWARD_FACTOR, forward_flops
 from common.results import write_metrics
-from common.run import start
+from common.run import epochs_for, start
 from common.scaling import to_tanh_range, to_unit_range
 from common.summary import print_summary
 
@@ -99,6 +100,11 @@ PACKAGE = "chapters.ch5_ddpm"
 # Default budget: 3 epochs of 60,000 images. v-prediction with logit-normal steps reaches there
 # the FID the lecture's loss reaches after 5 (see docs/results.md).
 IMAGES = 180_000
+# Colour images (the 3,083 emoji, 32x32x3) cost 1.3 times as much per image as Fashion-MNIST's,
+# and 58 epochs of them would take over an hour here; colour data gets 10 epochs unless
+# --epochs says otherwise (11 min of training, then 9 min for the 1,000 DDIM-50 samples of the
+# FID and more for the DDPM-1000 timing; docs/results.md).
+COLOUR_IMAGES = 31_000
 SHAPE = (28, 28, 1)
 STRIP_STEPS = (0, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000)
 GROUPS = 8
@@ -179,7 +185,9 @@ class DiffusionModel(keras.Model):
     (common.diffusion.ema). `network` maps [x_t, t] (or [x_t, t, label] when `num_classes` is
     set) to the predicted noise; each label is replaced by the null class `num_classes` with
     probability `label_dropout`, so one network also learns the unconditional prediction
-    (classifier-free guidance, chapters/ch5_conditional_diffusion.py).
+    (classifier-free guidance, chapters/ch5_conditional_diffusion.py). A text-conditioned
+    network takes a prompt's token ids as its label and `null_label`, the empty prompt's ids,
+    as "no prompt" (chapters/ch5_text_to_image.py).
 
     Three changes to the lecture's loss, each a flag of this chapter:
     - `timesteps="logit_normal"` draws t / T as the sigmoid of a standard normal (Esser et al.
@@ -196,7 +204,7 @@ class DiffusionModel(keras.Model):
                  num_classes: int = 0, label_dropout: float = 0.1, ema_decay: float = 0.999,
                  seed: int | None = None, schedule: Schedule | None = None,
                  loss_weighting: str = "uniform", prediction: str = "eps",
-                 timesteps: str = "uniform", **kwargs):
+                 timesteps: str = "uniform", null_label=None, **kwargs):
         super().__init__(**kwargs)
         if loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"unknown loss weighting {loss_weighting!r}")
@@ -205,6 +213,9 @@ class DiffusionModel(keras.Model):
         self.network, self.ema_network = network, ema_network
         self.schedule = schedule or Schedule(steps)
         self.num_classes, self.label_dropout, self.ema_decay = num_classes, label_dropout, ema_decay
+        # the condition that means "none": the null class, or a text model's empty prompt
+        self.null_label = num_classes if null_label is None else np.asarray(null_label, "int32")
+        self.conditional = bool(num_classes) or null_label is not None
         self.loss_weighting, self.prediction, self.timesteps = loss_weighting, prediction, timesteps
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.alpha_bars = ops.convert_to_tensor(self.schedule.alpha_bars, "float32")
@@ -215,7 +226,7 @@ class DiffusionModel(keras.Model):
 
     def train_step(self, data):
         x0, labels, _ = keras.utils.unpack_x_y_sample_weight(data)  # fit or train_on_batch
-        labels = labels if self.num_classes else None
+        labels = labels if self.conditional else None
         n = ops.shape(x0)[0]
         t = self.draw_steps(n)  # t in 1..T, one per image
         eps = draw(keras.random.normal, ops.shape(x0), seed=self.seed_generator)
@@ -223,7 +234,9 @@ class DiffusionModel(keras.Model):
         x_t = ops.sqrt(abar) * x0 + ops.sqrt(1.0 - abar) * eps  # noised in one jump
         if labels is not None:  # sometimes "no label": the unconditional prediction
             drop = draw(keras.random.uniform, (n,), seed=self.seed_generator) < self.label_dropout
-            labels = ops.where(drop, self.num_classes, ops.cast(labels, "int32"))
+            labels = ops.cast(labels, "int32")
+            drop = ops.reshape(drop, (-1,) + (1,) * (len(labels.shape) - 1))  # a prompt's row
+            labels = ops.where(drop, ops.cast(self.null_label, "int32"), labels)
         with tf.GradientTape() as tape:
             predicted = self.network([x_t, t] if labels is None else [x_t, t, labels],
                                      training=True)
@@ -376,6 +389,8 @@ def main(argv=None) -> int:
         data = run.data
         check_square_side(data, multiple=4)
         shape = data.image_shape  # 28x28x1, or 32x32x3 colour
+        if shape[-1] == 3 and args.epochs is None and not run.quick:
+            run.epochs = epochs_for(None, len(data.x_train), images=COLOUR_IMAGES)
         figures.data_grid(data, run.out / "data.png")
 
         # The noise predictor (the U-Net, or the DiT), its EMA copy and the training step.

@@ -70,6 +70,9 @@ CHAPTERS = (
     Chapter("ch5_latent_diffusion", "class_grid.png",
             compares=("ch5_conditional_diffusion",),
             title_ja="第5章: 潜在拡散モデル、小さな Stable Diffusion"),
+    Chapter("ch5_text_to_image", "prompts.png",
+            title_ja="第5章: テキストから画像へ、Stable Diffusion の作り方を小さく"
+                     "（テキストエンコーダ、クロスアテンション、CLIP）"),
 )
 NAMES = tuple(c.name for c in CHAPTERS)
 BY_NAME = {c.name: c for c in CHAPTERS}

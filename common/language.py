@@ -69,6 +69,18 @@ def use(language: str) -> str:
     return language
 
 
+def japanese_glyphs() -> bool:
+    """Let figures in English draw Japanese words too (an emoji's name, a prompt): the
+    Japanese font, where one is installed, after DejaVu Sans; matplotlib falls back from one
+    to the next glyph by glyph. Returns whether a Japanese font was found."""
+    font = japanese_font()
+    if font is not None and _current == "en":
+        import matplotlib
+
+        matplotlib.rcParams["font.family"] = ["DejaVu Sans", font]
+    return font is not None
+
+
 def current() -> str:
     return _current
 

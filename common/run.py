@@ -215,15 +215,15 @@ def _distribute(run: Run) -> None:
 
 def _claim_output(run: Run) -> None:
     """Make the output folder (remembering which folders this run made) and lock it."""
+    made = []
     for folder in reversed([run.out, *run.out.parents]):
         try:
             folder.mkdir()
-            run._made.append(folder)
+            made.append(folder)
         except FileExistsError:
             pass
         except OSError as err:
             raise UserError(f"--out {run.out}: {err.strerror or err}") from None
-    run._made = run._made[:1]  # the topmost new folder holds every other one
     earlier = _HELD.get(run.out.resolve())
     if earlier is not None:  # this process started a run here before (a notebook, re-run)
         earlier._release()
@@ -238,6 +238,9 @@ def _claim_output(run: Run) -> None:
         os.close(handle)
         raise UserError(f"another run (process {holder}) is writing to {run.out}; wait for "
                         "it to finish or give this one another --out") from None
+    # Ours to remove on failure only now that we hold the lock: a run started at the same
+    # moment may have made a folder that the one holding the lock is writing into.
+    run._made = made[:1]  # the topmost new folder holds every other one
     os.ftruncate(handle, 0)
     os.write(handle, str(os.getpid()).encode())
     run._lock = handle

@@ -106,7 +106,8 @@ def test_a_grey_only_chapter_refuses_colour_data_in_one_line(tmp_path, capsys):
 TRAINING_CHAPTERS = ["ch1_classifiers", "ch1_edge_filters", "ch2_dense_autoencoder", "ch2_vae",
                      "ch3_cvae", "ch3_hierarchical_vae", "ch3_vae", "ch3_vq_transformer",
                      "ch3_vqvae", "ch4_cgan", "ch4_dcgan", "ch4_pix2pix",
-                     "ch5_conditional_diffusion", "ch5_ddpm", "ch5_latent_diffusion"]
+                     "ch5_conditional_diffusion", "ch5_ddpm", "ch5_latent_diffusion",
+                     "ch5_text_to_image"]
 
 
 @pytest.mark.parametrize("chapter", TRAINING_CHAPTERS)

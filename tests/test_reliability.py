@@ -53,6 +53,24 @@ def test_a_second_run_on_the_same_out_is_one_line_and_leaves_the_first_alone(tmp
     assert again.returncode == 0, again.stderr  # free again once the first has finished
 
 
+def test_a_run_that_loses_the_lock_leaves_the_folders_it_made(tmp_path, monkeypatch):
+    """Two runs started together: this one made the folder, the other locked it first and is
+    writing there. Losing the lock, this one must not remove the folder (it once did, and the
+    other run's next write failed with a traceback)."""
+    from common.errors import UserError
+
+    def taken(handle, operation):
+        raise BlockingIOError(errno.EWOULDBLOCK, "locked")
+
+    monkeypatch.setattr(run_module.fcntl, "flock", taken)
+    out = tmp_path / "new" / "out"
+    args = argparse.Namespace(chapter="classical_normal", out=str(out), seed=0, quick=True,
+                              limit=None)
+    with pytest.raises(UserError, match="another run"):
+        start(args)
+    assert out.is_dir()
+
+
 def test_two_chapters_started_together_on_one_out_do_not_collide(tmp_path):
     out = tmp_path / "root" / "same"
     command = [sys.executable, "chapters/classical_normal.py", "--quick", "--out", str(out)]

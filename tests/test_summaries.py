@@ -14,7 +14,7 @@ CHAPTERS = ["ch1_classifiers", "ch1_edge_filters", "ch2_dense_autoencoder", "ch2
             "ch3_vae", "ch3_cvae", "ch3_vqvae", "ch3_vq_transformer", "ch3_hierarchical_vae",
             "ch4_dcgan",
             "ch4_cgan", "ch4_pix2pix", "ch5_ddpm", "ch5_samplers",
-            "ch5_conditional_diffusion"]
+            "ch5_conditional_diffusion", "ch5_text_to_image"]
 SEQUENTIAL = ["Layer (type)", "Output Shape", "Param #"]
 FUNCTIONAL = [*SEQUENTIAL, "Connected to"]
 
@@ -72,6 +72,7 @@ def test_every_chapter_prints_whole_tables(columns, monkeypatch, capsys, tmp_pat
     assert totals["ch2_vae"]["vae_encoder"] == 100_868
     assert totals["ch4_dcgan"] == {"generator": 784_641, "discriminator": 138_945}
     assert totals["ch3_vq_transformer"] == {"transformer_prior": 241_696}
+    assert totals["ch5_text_to_image"] == {"text_denoiser": 895_304}  # the emoji run's
 
 
 def test_the_diffusion_transformer_summary(capsys):

@@ -56,6 +56,8 @@ SAMPLERS = tuple(DEFAULT_STEPS)
 
 def guided_eps(network, x, t, labels=None, guidance: float = 1.0, null_class: int = 0):
     """eps_theta(x, t), or with labels eps_null + w (eps_label - eps_null) (one batched call).
+    `null_class` is the null label: a class index, or for prompts (labels of shape (n, T))
+    the empty prompt's T ids.
     In float32 even when the network computes in 16 bits (--precision): the sampler's update
     stays in float32."""
     t = ops.cast(t, "int32")
@@ -63,7 +65,8 @@ def guided_eps(network, x, t, labels=None, guidance: float = 1.0, null_class: in
         return ops.cast(network([x, t], training=False), "float32")
     n = ops.shape(x)[0]
     both = ops.cast(network([ops.concatenate([x, x]), ops.concatenate([t, t]),
-                             ops.concatenate([labels, ops.full((n,), null_class, "int32")])],
+                             ops.concatenate([labels, ops.broadcast_to(
+                                 ops.cast(null_class, "int32"), ops.shape(labels))])],
                             training=False), "float32")
     conditional, unconditional = both[:n], both[n:]
     return unconditional + guidance * (conditional - unconditional)

@@ -20,16 +20,17 @@ BATCH_SIZE = 32
 
 
 def train_diffusion(model, data, *, epochs: int, batch_size: int,
-                    learning_rate: float, seed: int, out, x_train=None):
+                    learning_rate: float, seed: int, out, x_train=None, labels=None):
     """Adam with a cosine decay over the run, on [-1, 1] images (with labels when the model
     is conditional), through common.training.fit. `x_train` replaces the images (a latent
-    diffusion model trains on their codes), in the order of `data.y_train`."""
+    diffusion model trains on their codes), in the order of `data.y_train`; `labels` replace
+    the classes (a text model's token ids, one row per image)."""
     x_train = to_tanh_range(data.x_train) if x_train is None else x_train
     steps = epochs * (len(x_train) // batch_size)
     model.compile(optimizer=cosine_adam(learning_rate, steps))
-    train_set = batches(x_train,
-                        data.y_train if model.num_classes else None,
-                        batch_size=batch_size, seed=seed)
+    if labels is None and model.num_classes:
+        labels = data.y_train
+    train_set = batches(x_train, labels, batch_size=batch_size, seed=seed)
     return fit(model, train_set, epochs=epochs, batch_size=batch_size, out=out,
                tag=model.name, nan_hint="try a lower --learning-rate")
 
