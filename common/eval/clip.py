@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from common.atomic import write_json
+from common.atomic import atomic_path, write_json
 from common.errors import first_line
 from common.eval.classifier import SHIPPED, checksum
 from common.precision import float32_policy
@@ -225,11 +225,10 @@ class ClipJudge:
                 "data_fingerprint": names_fingerprint(data), "source": "trained on this machine",
                 "context": tokenizer.context, "vocabulary": tokenizer.vocabulary}
         judge = cls(model, tokenizer, info)
-        test = data.captions["en"][1]
         info["retrieval"] = {lang: judge.retrieval(data.x_test, data.captions[lang][1])
                              for lang in sorted(data.captions)}
         judge.write(Path(root) / "_clip", stem)
-        print(f"CLIP: {len(test)} test pairs, retrieval {info['retrieval']}")
+        print(f"CLIP: {len(data.x_test)} test pairs, retrieval {info['retrieval']}")
         return judge
 
     @classmethod
@@ -262,8 +261,6 @@ class ClipJudge:
         return cls(model, tokenizer, info)
 
     def write(self, folder: Path, stem: str) -> Path:
-        from common.atomic import atomic_path  # noqa: PLC0415
-
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(folder / f"{stem}.weights.h5") as tmp:
             self.model.save_weights(tmp)
